@@ -1,0 +1,1 @@
+//! Drover's resource types (group `drover.dev`, version `v1alpha1`).
