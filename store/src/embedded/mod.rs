@@ -5,6 +5,7 @@
 //! mutation, `read` serves gets, lists and history, `watch` fans events out.
 
 mod datadir;
+mod index;
 mod read;
 mod record;
 mod tables;
@@ -90,6 +91,7 @@ impl EmbeddedStore {
             opened.compacted,
             opened.lease_seq,
             opts.history_revisions,
+            index::Index::load(&shared.db)?,
         );
         std::thread::Builder::new()
             .name("drover-store-writer".into())

@@ -4,7 +4,7 @@ use crate::error::StoreError;
 use crate::kv::{KeyValue, LeaseId, Revision};
 
 const PUT: u8 = 0;
-const TOMBSTONE: u8 = 1;
+pub(crate) const TOMBSTONE: u8 = 1;
 const HEADER: usize = 1 + 8 + 8 + 8;
 
 /// One version of one key, as stored at `(key, mod_revision)`.
@@ -21,23 +21,17 @@ pub(crate) enum Record {
 
 impl Record {
     pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
         match self {
             Record::Put {
                 create_revision,
                 version,
                 lease,
                 value,
-            } => {
-                let mut out = Vec::with_capacity(HEADER + value.len());
-                out.push(PUT);
-                out.extend_from_slice(&create_revision.to_le_bytes());
-                out.extend_from_slice(&version.to_le_bytes());
-                out.extend_from_slice(&lease.to_le_bytes());
-                out.extend_from_slice(value);
-                out
-            }
-            Record::Tombstone => vec![TOMBSTONE],
+            } => encode_put(*create_revision, *version, *lease, value, &mut out),
+            Record::Tombstone => out.push(TOMBSTONE),
         }
+        out
     }
 
     pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
@@ -65,13 +59,6 @@ impl Record {
         }
     }
 
-    pub(crate) fn lease(&self) -> LeaseId {
-        match self {
-            Record::Put { lease, .. } => *lease,
-            Record::Tombstone => 0,
-        }
-    }
-
     /// The key-value this record is at `mod_revision`, or `None` for a tombstone.
     pub(crate) fn into_kv(self, key: &[u8], mod_revision: Revision) -> Option<KeyValue> {
         match self {
@@ -91,6 +78,23 @@ impl Record {
             Record::Tombstone => None,
         }
     }
+}
+
+/// Encodes a put into `out` (cleared first), so the writer can reuse one buffer.
+pub(crate) fn encode_put(
+    create_revision: Revision,
+    version: i64,
+    lease: LeaseId,
+    value: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.reserve(HEADER + value.len());
+    out.push(PUT);
+    out.extend_from_slice(&create_revision.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&lease.to_le_bytes());
+    out.extend_from_slice(value);
 }
 
 /// The keys written at one revision: `u32` length + bytes, repeated.

@@ -50,6 +50,12 @@ async fn run(
             msg = live.recv() => msg,
         };
         match msg {
+            Ok(published) if !published.complete && published.last_revision >= next => {
+                match replay(&shared, &prefix, next, tx).await? {
+                    Some(n) => next = n,
+                    None => return Ok(()),
+                }
+            }
             Ok(published) => {
                 for ev in &published.events {
                     if ev.revision() >= next

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use crate::embedded::record::{encode_keys, Record};
+use crate::embedded::index::{Index, Live};
+use crate::embedded::record::{encode_keys, encode_put, Record, TOMBSTONE};
 use crate::embedded::tables::*;
 use crate::embedded::Shared;
 use crate::error::{StoreError, StoreResult};
@@ -38,9 +39,12 @@ impl Request {
     }
 }
 
-/// Events of one group commit, in revision order.
+/// Events of one group commit, in revision order. With nobody watching when the group
+/// began, `events` is left empty and `complete` false: a watcher that subscribed meanwhile
+/// reads those revisions from disk instead.
 pub(crate) struct Published {
     pub events: Vec<WatchEvent>,
+    pub complete: bool,
     pub last_revision: Revision,
 }
 
@@ -59,6 +63,7 @@ pub(crate) struct Writer {
     lease_seq: i64,
     /// Keep this many revisions of history; compact automatically beyond twice that.
     history: u64,
+    index: Index,
 }
 
 struct Group<'t> {
@@ -67,6 +72,10 @@ struct Group<'t> {
     leases: Table<'t, i64, i64>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     events: Vec<WatchEvent>,
+    /// Whether anyone watched when the group began; building events costs copies.
+    record_events: bool,
+    /// Reused encoding buffer.
+    buf: Vec<u8>,
     granted: Vec<(LeaseId, i64)>,
     revoked: Vec<LeaseId>,
 }
@@ -79,6 +88,7 @@ impl Writer {
         compacted: Revision,
         lease_seq: i64,
         history: u64,
+        index: Index,
     ) -> Self {
         Writer {
             shared,
@@ -87,6 +97,7 @@ impl Writer {
             compacted,
             lease_seq,
             history,
+            index,
         }
     }
 
@@ -149,8 +160,12 @@ impl Writer {
         let start_compacted = self.compacted;
         let result = self.apply_group(group, expired);
         let (answers, published, granted, revoked) = match result {
-            Ok(done) => done,
+            Ok(done) => {
+                self.index.commit();
+                done
+            }
             Err((e, answers)) => {
+                self.index.rollback();
                 self.revision = start_revision;
                 self.lease_seq = start_seq;
                 self.compacted = start_compacted;
@@ -176,7 +191,7 @@ impl Writer {
         self.shared
             .compacted
             .store(self.compacted, Ordering::Release);
-        if !published.events.is_empty() {
+        if self.revision > start_revision {
             // No receivers is fine: nobody watches.
             let _ = self.shared.events.send(Arc::new(published));
         }
@@ -206,15 +221,17 @@ impl Writer {
                 return Err((e.into(), answers));
             }
         };
-        let (events, granted, revoked) = match self.apply_in(&wtx, group, expired, &mut answers) {
-            Ok(v) => v,
-            Err(e) => return Err((e, answers)),
-        };
+        let (events, complete, granted, revoked) =
+            match self.apply_in(&wtx, group, expired, &mut answers) {
+                Ok(v) => v,
+                Err(e) => return Err((e, answers)),
+            };
         if let Err(e) = wtx.commit() {
             return Err((e.into(), answers));
         }
         let published = Published {
             events,
+            complete,
             last_revision: self.revision,
         };
         Ok((answers, published, granted, revoked))
@@ -229,8 +246,9 @@ impl Writer {
         group: Vec<Request>,
         expired: Vec<LeaseId>,
         answers: &mut Vec<Answer>,
-    ) -> Result<(Vec<WatchEvent>, Vec<(LeaseId, i64)>, Vec<LeaseId>), StoreError> {
-        let mut g = match open_group(wtx) {
+    ) -> Result<(Vec<WatchEvent>, bool, Vec<(LeaseId, i64)>, Vec<LeaseId>), StoreError> {
+        let record_events = self.shared.events.receiver_count() > 0;
+        let mut g = match open_group(wtx, record_events) {
             Ok(g) => g,
             Err(e) => {
                 answers.extend(group.into_iter().map(Answer::unanswered));
@@ -287,7 +305,7 @@ impl Writer {
         meta.insert(META_REVISION, self.revision as u64)?;
         meta.insert(META_LEASE_SEQ, self.lease_seq as u64)?;
         meta.insert(META_COMPACTED, self.compacted as u64)?;
-        Ok((g.events, g.granted, g.revoked))
+        Ok((g.events, g.record_events, g.granted, g.revoked))
     }
 
     /// Ok(Err(..)) is a per-request failure (the group goes on); Err(..) aborts the group.
@@ -300,10 +318,10 @@ impl Writer {
             return Ok(Err(e));
         }
         for c in &txn.compares {
-            let current = live_at(&g.revs, c.key().as_bytes(), u64::MAX)?;
+            let current = self.index.get(c.key().as_bytes());
             let holds = match c {
                 Compare::ModRevision { equals, .. } => {
-                    current.map(|(rev, _)| rev).unwrap_or(0) == *equals
+                    current.map(|l| l.mod_revision).unwrap_or(0) == *equals
                 }
                 Compare::Exists { .. } => current.is_some(),
             };
@@ -325,40 +343,53 @@ impl Writer {
         let mut written: Vec<&[u8]> = Vec::with_capacity(txn.ops.len());
         for op in &txn.ops {
             let key = op.key().as_bytes();
-            let prev = live_at(&g.revs, key, u64::MAX)?;
+            let prev = self.index.get(key);
             match op {
                 Op::Put { value, lease, .. } => {
-                    let (create_revision, version) = match &prev {
-                        Some((
-                            _,
-                            Record::Put {
-                                create_revision,
-                                version,
-                                ..
-                            },
-                        )) => (*create_revision, version + 1),
-                        _ => (revision, 1),
+                    let (create_revision, version) = match prev {
+                        Some(p) => (p.create_revision, p.version + 1),
+                        None => (revision, 1),
                     };
-                    let record = Record::Put {
-                        create_revision,
-                        version,
-                        lease: *lease,
-                        value: value.clone(),
-                    };
-                    write_version(g, key, revision, &record, prev.as_ref())?;
-                    let kv = record.into_kv(key, revision);
-                    if let Some(kv) = kv {
+                    encode_put(create_revision, version, *lease, value, &mut g.buf);
+                    let prev_value = prev_value(g, key, prev)?;
+                    write_version(g, key, revision, *lease, prev)?;
+                    self.index.set(
+                        key,
+                        Some(Live {
+                            mod_revision: revision,
+                            create_revision,
+                            version,
+                            lease: *lease,
+                        }),
+                    );
+                    if g.record_events {
+                        let kv = KeyValue {
+                            key: op.key().to_string(),
+                            value: value.clone(),
+                            create_revision,
+                            mod_revision: revision,
+                            version,
+                            lease: *lease,
+                        };
                         g.events.push(WatchEvent {
                             kind: EventKind::Put,
                             kv,
-                            prev: prev.and_then(|(r, rec)| rec.into_kv(key, r)),
+                            prev: prev_value,
                         });
                     }
                 }
                 Op::Delete { .. } => {
-                    let Some(prev) = prev else { continue };
-                    write_version(g, key, revision, &Record::Tombstone, Some(&prev))?;
-                    g.events.push(delete_event(key, revision, prev));
+                    if prev.is_none() {
+                        continue;
+                    }
+                    let prev_value = prev_value(g, key, prev)?;
+                    g.buf.clear();
+                    g.buf.push(TOMBSTONE);
+                    write_version(g, key, revision, 0, prev)?;
+                    self.index.set(key, None);
+                    if g.record_events {
+                        g.events.push(delete_event(key, revision, prev_value));
+                    }
                 }
             }
             written.push(key);
@@ -412,12 +443,17 @@ impl Writer {
         let revision = self.revision + 1;
         for key in &keys {
             g.lease_keys.remove((id, key.as_slice()))?;
-            if let Some(prev) = live_at(&g.revs, key, u64::MAX)? {
+            let prev = self.index.get(key);
+            if prev.is_some() {
+                let prev_value = prev_value(g, key, prev)?;
                 g.revs.insert(
                     (key.as_slice(), revision as u64),
                     Record::Tombstone.encode().as_slice(),
                 )?;
-                g.events.push(delete_event(key, revision, prev));
+                self.index.set(key, None);
+                if g.record_events {
+                    g.events.push(delete_event(key, revision, prev_value));
+                }
             }
         }
         g.log.insert(
@@ -455,29 +491,30 @@ impl Writer {
     }
 }
 
-fn open_group(wtx: &WriteTransaction) -> Result<Group<'_>, StoreError> {
+fn open_group(wtx: &WriteTransaction, record_events: bool) -> Result<Group<'_>, StoreError> {
     Ok(Group {
         revs: wtx.open_table(REVS)?,
         log: wtx.open_table(LOG)?,
         leases: wtx.open_table(LEASES)?,
         lease_keys: wtx.open_table(LEASE_KEYS)?,
         events: Vec::new(),
+        record_events,
+        buf: Vec::new(),
         granted: Vec::new(),
         revoked: Vec::new(),
     })
 }
 
+/// Writes the version encoded in `g.buf` and moves the key between leases.
 fn write_version(
     g: &mut Group,
     key: &[u8],
     revision: Revision,
-    record: &Record,
-    prev: Option<&(Revision, Record)>,
+    new_lease: LeaseId,
+    prev: Option<Live>,
 ) -> Result<(), StoreError> {
-    g.revs
-        .insert((key, revision as u64), record.encode().as_slice())?;
-    let old_lease = prev.map(|(_, r)| r.lease()).unwrap_or(0);
-    let new_lease = record.lease();
+    g.revs.insert((key, revision as u64), g.buf.as_slice())?;
+    let old_lease = prev.map(|p| p.lease).unwrap_or(0);
     if old_lease != new_lease && old_lease != 0 {
         g.lease_keys.remove((old_lease, key))?;
     }
@@ -487,7 +524,7 @@ fn write_version(
     Ok(())
 }
 
-fn delete_event(key: &[u8], revision: Revision, prev: (Revision, Record)) -> WatchEvent {
+fn delete_event(key: &[u8], revision: Revision, prev: Option<KeyValue>) -> WatchEvent {
     WatchEvent {
         kind: EventKind::Delete,
         kv: KeyValue {
@@ -498,7 +535,20 @@ fn delete_event(key: &[u8], revision: Revision, prev: (Revision, Record)) -> Wat
             version: 0,
             lease: 0,
         },
-        prev: prev.1.into_kv(key, prev.0),
+        prev,
+    }
+}
+
+/// The value a watcher sees as `prev` — read from disk only when someone watches.
+fn prev_value(g: &Group, key: &[u8], prev: Option<Live>) -> Result<Option<KeyValue>, StoreError> {
+    match prev {
+        Some(p) if g.record_events => Ok(g
+            .revs
+            .get((key, p.mod_revision as u64))?
+            .map(|raw| Record::decode(key, raw.value()))
+            .transpose()?
+            .and_then(|rec| rec.into_kv(key, p.mod_revision))),
+        _ => Ok(None),
     }
 }
 
