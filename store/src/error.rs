@@ -36,10 +36,8 @@ pub enum StoreError {
     InvalidTxn(String),
     #[error("data directory {}: {reason}", path.display())]
     DataDir { path: PathBuf, reason: String },
-    #[error("embedded store: {0}")]
-    Embedded(#[from] redb::Error),
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(Box<etcd_client::Error>),
     #[error("etcd server: {0}")]
     EtcdServer(String),
     #[error("corrupt record for key {key}: {reason}")]
@@ -59,21 +57,8 @@ impl StoreError {
     }
 }
 
-/// Every redb error type funnels into `redb::Error`; this keeps `?` short at call sites.
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Embedded(e.into())
-            }
-        }
-    )*};
+impl From<etcd_client::Error> for StoreError {
+    fn from(e: etcd_client::Error) -> Self {
+        StoreError::Etcd(Box::new(e))
+    }
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::CompactionError
-);

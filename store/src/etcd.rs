@@ -59,7 +59,7 @@ fn classify(e: etcd_client::Error, requested: Revision) -> StoreError {
     } else if msg.contains("requested lease not found") {
         StoreError::LeaseNotFound(0)
     } else {
-        StoreError::Etcd(e)
+        StoreError::from(e)
     }
 }
 
@@ -216,7 +216,7 @@ impl Store for EtcdStore {
                         Some((batch, (watcher, stream, false)))
                     }
                     Ok(None) => None,
-                    Err(e) => Some((vec![Err(StoreError::Etcd(e))], (watcher, stream, true))),
+                    Err(e) => Some((vec![Err(StoreError::from(e))], (watcher, stream, true))),
                 }
             },
         )

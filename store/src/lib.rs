@@ -1,5 +1,5 @@
-//! The state store: one contract ([`Store`]), two backends — [`EmbeddedStore`] (redb,
-//! the default for `drover up`) and [`EtcdStore`] (a real etcd 3.4+) — checked by one
+//! The state store: one contract ([`Store`]), two backends — [`EmbeddedStore`] (in-memory
+//! MVCC + write-ahead log, the default for `drover up`) and [`EtcdStore`] (a real etcd 3.4+) — checked by one
 //! conformance suite (`tests/conformance.rs`) that runs against both.
 //!
 //! Keys are `/<prefix>/<group>/<plural>/<namespace>/<name>`, values JSON; every write

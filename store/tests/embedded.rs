@@ -1,5 +1,6 @@
-//! What only the embedded backend has to prove: durability across SIGKILL, reopening,
-//! refusing foreign or corrupt data directories, automatic compaction.
+//! What only the embedded backend has to prove: durability across SIGKILL, recovery from
+//! snapshot + WAL, torn tails, refusing foreign or corrupt data directories, automatic
+//! compaction.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -123,24 +124,168 @@ fn embedded_refuses_a_foreign_directory() {
         std::fs::read_to_string(dir.path().join("important.txt")).expect("read"),
         "keep me"
     );
-    assert!(!dir.path().join("drover.redb").exists());
+    assert!(!dir.path().join("DROVER_STORE").exists());
 }
 
-#[test]
-fn embedded_refuses_a_corrupt_file_and_leaves_it_alone() {
+/// Seeds a store whose WAL has several segments and a snapshot, returns its directory.
+async fn seeded(dir: &std::path::Path, writes: usize) -> i64 {
+    let opts = EmbeddedOptions {
+        snapshot_wal_bytes: 16 << 10,
+        ..Default::default()
+    };
+    let s = EmbeddedStore::open_with(dir, opts).expect("open");
+    let mut rev = 0;
+    for i in 0..writes {
+        rev = s
+            .create(&format!("/seed/{i:05}"), vec![b'x'; 200], 0)
+            .await
+            .expect("create");
+    }
+    // Let a snapshot in flight finish.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    rev
+}
+
+#[tokio::test]
+async fn embedded_recovers_from_snapshot_and_wal() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("drover.redb");
-    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&file, &garbage).expect("write");
+    let rev = seeded(dir.path(), 400).await;
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "snapshot"),
+        "a snapshot was written: {names:?}"
+    );
+    let s = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert_eq!(s.current_revision().await.expect("rev"), rev);
+    let page = s
+        .list("/seed/", ListOptions::default())
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 400);
+    assert!(page
+        .items
+        .iter()
+        .enumerate()
+        .all(|(i, kv)| kv.key == format!("/seed/{i:05}")));
+}
+
+#[tokio::test]
+async fn embedded_truncates_a_torn_wal_tail_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let s = EmbeddedStore::open(dir.path()).expect("open");
+        for i in 0..10 {
+            s.create(&format!("/k/{i}"), b"v".to_vec(), 0)
+                .await
+                .expect("create");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A crash mid-append leaves half a record at the end of the newest segment.
+    let newest = newest_segment(dir.path());
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let whole = bytes.len();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]);
+    std::fs::write(&newest, &bytes).expect("write");
+    let s = EmbeddedStore::open(dir.path()).expect("a torn tail is not an error");
+    assert_eq!(
+        s.list("/k/", ListOptions::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        10
+    );
+    assert_eq!(
+        std::fs::metadata(&newest).expect("stat").len() as usize,
+        whole,
+        "tail truncated"
+    );
+    s.create("/k/after", b"v".to_vec(), 0)
+        .await
+        .expect("writes go on");
+}
+
+#[tokio::test]
+async fn embedded_refuses_a_corrupt_wal_record_that_is_not_the_tail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let s = EmbeddedStore::open(dir.path()).expect("open");
+        for i in 0..10 {
+            s.create(&format!("/k/{i}"), b"value".to_vec(), 0)
+                .await
+                .expect("create");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Reopening starts a new segment, so the one with data is no longer the newest.
+    drop(EmbeddedStore::open(dir.path()).expect("reopen"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let segs = segments(dir.path());
+    let (with_data, _) = segs
+        .iter()
+        .map(|p| (p.clone(), std::fs::metadata(p).expect("stat").len()))
+        .find(|(_, len)| *len > 0)
+        .expect("a segment with data");
+    let mut bytes = std::fs::read(&with_data).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&with_data, &bytes).expect("write");
+    let msg = EmbeddedStore::open(dir.path())
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(msg.contains(&with_data.display().to_string()), "{msg}");
+    assert!(msg.contains("corrupt WAL record"), "{msg}");
+    assert_eq!(
+        std::fs::read(&with_data).expect("read"),
+        bytes,
+        "the file must be untouched"
+    );
+}
+
+#[tokio::test]
+async fn embedded_refuses_a_corrupt_snapshot_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    seeded(dir.path(), 400).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let snap = dir.path().join("snapshot");
+    let mut bytes = std::fs::read(&snap).expect("snapshot exists");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&snap, &bytes).expect("write");
     let err = EmbeddedStore::open(dir.path()).err().expect("must refuse");
     let msg = err.to_string();
     assert!(matches!(err, StoreError::DataDir { .. }), "{msg}");
-    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&snap.display().to_string()) && msg.contains("corrupt snapshot"),
+        "{msg}"
+    );
     assert_eq!(
-        std::fs::read(&file).expect("read"),
-        garbage,
+        std::fs::read(&snap).expect("read"),
+        bytes,
         "the file must be untouched"
     );
+}
+
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("wal-"))
+        })
+        .collect();
+    segs.sort();
+    segs
+}
+
+fn newest_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    segments(dir).pop().expect("a WAL segment")
 }
 
 #[test]

@@ -1,38 +1,54 @@
-//! Opening a data directory: initialise an empty one, refuse a foreign or corrupt one
-//! with an error naming the path — never reset anything.
+//! Opening a data directory: initialise an empty one, refuse a foreign, corrupt or busy
+//! one with an error naming the path — never reset anything — and recover the state
+//! from the snapshot plus the WAL after it.
 
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, DatabaseError, ReadableTable, TableError};
-
-use crate::embedded::tables::*;
-use crate::embedded::EmbeddedOptions;
+use crate::embedded::mvcc::Mem;
+use crate::embedded::snapshot;
+use crate::embedded::wal::{read_segment, segments, sync_dir, Wal};
 use crate::error::{StoreError, StoreResult};
-use crate::kv::{LeaseId, Revision};
 
-pub(crate) const FILE_NAME: &str = "drover.redb";
+pub(crate) const MARKER: &str = "DROVER_STORE";
+const MARKER_TEXT: &str = "drover embedded store, format 2\n";
+const LOCK: &str = "LOCK";
 
 pub(crate) struct Opened {
-    pub db: Database,
-    pub path: PathBuf,
-    pub revision: Revision,
-    pub compacted: Revision,
-    pub lease_seq: i64,
-    pub leases: Vec<(LeaseId, i64)>,
+    pub mem: Mem,
+    pub wal: Wal,
+    /// Held (locked) for as long as the store is open.
+    pub lock: File,
+    pub dir: PathBuf,
 }
 
-pub(crate) fn open(dir: &Path, opts: &EmbeddedOptions) -> StoreResult<Opened> {
-    let bad = |path: &Path, reason: String| StoreError::DataDir {
+fn bad(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::DataDir {
         path: path.to_path_buf(),
-        reason,
-    };
+        reason: reason.into(),
+    }
+}
+
+pub(crate) fn open(dir: &Path) -> StoreResult<Opened> {
     if dir.exists() && !dir.is_dir() {
-        return Err(bad(dir, "is not a directory".into()));
+        return Err(bad(dir, "is not a directory"));
     }
     std::fs::create_dir_all(dir).map_err(|e| bad(dir, format!("cannot create: {e}")))?;
-    let path = dir.join(FILE_NAME);
-    let fresh = !path.exists();
-    if fresh {
+    let marker = dir.join(MARKER);
+    if marker.exists() {
+        let text = std::fs::read_to_string(&marker)
+            .map_err(|e| bad(&marker, format!("cannot read: {e}")))?;
+        if text != MARKER_TEXT {
+            return Err(bad(
+                &marker,
+                format!(
+                    "says {:?}; this drover reads {:?}",
+                    text.trim(),
+                    MARKER_TEXT.trim()
+                ),
+            ));
+        }
+    } else {
         let foreign: Vec<String> = std::fs::read_dir(dir)
             .map_err(|e| bad(dir, format!("cannot read: {e}")))?
             .filter_map(|e| e.ok())
@@ -42,69 +58,59 @@ pub(crate) fn open(dir: &Path, opts: &EmbeddedOptions) -> StoreResult<Opened> {
             return Err(bad(
                 dir,
                 format!(
-                    "holds no {FILE_NAME} but other files ({}): not a Drover store directory; \
+                    "holds no {MARKER} but other files ({}): not a Drover store directory; \
                      refusing to use it",
                     foreign.join(", ")
                 ),
             ));
         }
+        std::fs::write(&marker, MARKER_TEXT)?;
+        File::open(&marker)?.sync_all()?;
+        sync_dir(dir)?;
     }
-    let db = Database::builder()
-        .set_cache_size(opts.cache_bytes)
-        .create(&path)
-        .map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => {
-                bad(&path, "is in use by another Drover process".into())
-            }
-            other => bad(&path, format!("is not a readable Drover store: {other}")),
-        })?;
-    if fresh {
-        let wtx = db.begin_write()?;
-        {
-            wtx.open_table(REVS)?;
-            wtx.open_table(LOG)?;
-            wtx.open_table(LEASES)?;
-            wtx.open_table(LEASE_KEYS)?;
-            let mut meta = wtx.open_table(META)?;
-            meta.insert(META_FORMAT, FORMAT_VERSION)?;
-            meta.insert(META_REVISION, 0)?;
-        }
-        wtx.commit()?;
+    let lock_path = dir.join(LOCK);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    if lock.try_lock().is_err() {
+        return Err(bad(dir, "is in use by another Drover process"));
     }
-    let rtx = db.begin_read()?;
-    let meta_table = match rtx.open_table(META) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => {
-            return Err(bad(
-                &path,
-                "is a redb database but not a Drover store".into(),
-            ))
-        }
-        Err(e) => return Err(bad(&path, format!("is not a readable Drover store: {e}"))),
+
+    let snap = dir.join(snapshot::FILE);
+    let (mut mem, next_wal) = if snap.exists() {
+        snapshot::load(&snap)?
+    } else {
+        (Mem::default(), 0)
     };
-    let format = meta(&meta_table, META_FORMAT)?;
-    if format != FORMAT_VERSION {
-        return Err(bad(
-            &path,
-            format!("has store format {format}; this drover reads format {FORMAT_VERSION}"),
-        ));
+    let _ = std::fs::remove_file(dir.join("snapshot.tmp"));
+    let mut segs = segments(dir)?;
+    // Segments the snapshot already covers are leftovers of a crash mid-cleanup.
+    for (_, path) in segs.iter().filter(|(seq, _)| *seq < next_wal) {
+        std::fs::remove_file(path)?;
     }
-    let revision = meta(&meta_table, META_REVISION)? as Revision;
-    let compacted = meta(&meta_table, META_COMPACTED)? as Revision;
-    let lease_seq = meta(&meta_table, META_LEASE_SEQ)? as i64;
-    let leases = rtx
-        .open_table(LEASES)?
-        .iter()?
-        .map(|e| e.map(|(k, v)| (k.value(), v.value())))
-        .collect::<Result<Vec<_>, _>>()?;
-    drop(meta_table);
-    drop(rtx);
+    segs.retain(|(seq, _)| *seq >= next_wal);
+    let mut groups = 0usize;
+    for (i, (_, path)) in segs.iter().enumerate() {
+        for group in read_segment(path, i + 1 == segs.len())? {
+            for m in &group {
+                mem.apply(m, None);
+            }
+            groups += 1;
+        }
+    }
+    let seq = segs
+        .last()
+        .map(|(s, _)| s + 1)
+        .unwrap_or(next_wal)
+        .max(next_wal);
+    let wal = Wal::create(dir, seq)?;
+    tracing::debug!(dir = %dir.display(), groups, revision = mem.revision, "recovered embedded store");
     Ok(Opened {
-        db,
-        path,
-        revision,
-        compacted,
-        lease_seq,
-        leases,
+        mem,
+        wal,
+        lock,
+        dir: dir.to_path_buf(),
     })
 }

@@ -1,31 +1,32 @@
-//! The embedded backend: a redb file with MVCC history, one writer thread doing group
-//! commit (fsync before any acknowledgement), and in-memory watch fan-out.
+//! The embedded backend: the whole MVCC state in memory (as etcd keeps its key index),
+//! made durable by a write-ahead log with group commit — one `fdatasync` for every
+//! request waiting, before any of them is acknowledged — and periodic snapshots.
 //!
-//! `record` encodes versions, `tables` names the redb tables, `writer` owns every
-//! mutation, `read` serves gets, lists and history, `watch` fans events out.
+//! `mvcc` holds the state, `writer` owns every mutation, `wal` and `snapshot` are the
+//! files, `datadir` opens and recovers a directory, `watch` fans events out.
 
+mod codec;
 mod datadir;
-mod index;
-mod read;
-mod record;
-mod tables;
+mod mvcc;
+mod snapshot;
+mod wal;
 mod watch;
 mod writer;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use redb::Database;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::error::{StoreError, StoreResult};
-use crate::kv::{LeaseId, ListOptions, ListPage, Revision, Txn, TxnOutcome, WatchStream};
+use crate::kv::{KeyValue, LeaseId, ListOptions, ListPage, Revision, Txn, TxnOutcome, WatchStream};
 use crate::store::Store;
-use crate::KeyValue;
-use writer::{LeaseMap, Published, Request, Writer};
+use mvcc::Mem;
+use writer::{LeaseMap, LeaseState, Published, Request, Writer, WriterConfig};
 
 /// How the embedded store is tuned.
 #[derive(Clone, Debug)]
@@ -33,80 +34,95 @@ pub struct EmbeddedOptions {
     /// Revisions of history kept for watches and old reads; older ones are compacted
     /// automatically (0 = never compact automatically).
     pub history_revisions: u64,
-    /// redb's page cache.
-    pub cache_bytes: usize,
+    /// Write a snapshot (and drop the WAL before it) after this many WAL bytes.
+    pub snapshot_wal_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             history_revisions: 100_000,
-            cache_bytes: 256 << 20,
+            snapshot_wal_bytes: 256 << 20,
         }
     }
 }
 
 pub(crate) struct Shared {
-    pub(crate) db: Database,
+    pub(crate) mem: RwLock<Mem>,
+    /// The newest revision written to the WAL and fsynced; readers see up to here.
+    pub(crate) durable: AtomicI64,
     pub(crate) events: broadcast::Sender<Arc<Published>>,
     pub(crate) leases: Mutex<LeaseMap>,
-    pub(crate) revision: AtomicI64,
-    pub(crate) compacted: AtomicI64,
 }
 
-/// The default store: one file, `<dir>/drover.redb`.
+impl Shared {
+    fn read(&self) -> (std::sync::RwLockReadGuard<'_, Mem>, Revision) {
+        let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
+        // Loaded under the lock: every revision up to it is fully applied.
+        let durable = self.durable.load(Ordering::Acquire);
+        (mem, durable)
+    }
+}
+
+/// The default store, in one directory.
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     requests: mpsc::Sender<Request>,
-    path: PathBuf,
+    dir: PathBuf,
+    _lock: File,
 }
 
 impl EmbeddedStore {
-    /// Opens (or initialises) the store in `dir`. A foreign or corrupt directory is an
-    /// error naming the path; nothing is ever reset.
+    /// Opens (or initialises) the store in `dir`. A foreign, corrupt or busy directory is
+    /// an error naming the path; nothing is ever reset.
     pub fn open(dir: impl AsRef<Path>) -> StoreResult<Self> {
         Self::open_with(dir, EmbeddedOptions::default())
     }
 
     pub fn open_with(dir: impl AsRef<Path>, opts: EmbeddedOptions) -> StoreResult<Self> {
-        let opened = datadir::open(dir.as_ref(), &opts)?;
+        let started = Instant::now();
+        let opened = datadir::open(dir.as_ref())?;
+        let now = Instant::now();
         let leases = opened
+            .mem
             .leases
             .iter()
-            .map(|&(id, ttl)| (id, writer::LeaseState::new(ttl, Instant::now())))
+            .map(|(&id, &ttl)| (id, LeaseState::new(ttl, now)))
             .collect();
+        let revision = opened.mem.revision;
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
-            db: opened.db,
+            mem: RwLock::new(opened.mem),
+            durable: AtomicI64::new(revision),
             events,
             leases: Mutex::new(leases),
-            revision: AtomicI64::new(opened.revision),
-            compacted: AtomicI64::new(opened.compacted),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(
-            shared.clone(),
-            rx,
-            opened.revision,
-            opened.compacted,
-            opened.lease_seq,
-            opts.history_revisions,
-            index::Index::load(&shared.db)?,
-        );
+        let config = WriterConfig {
+            history_revisions: opts.history_revisions,
+            snapshot_wal_bytes: opts.snapshot_wal_bytes,
+        };
+        let writer = Writer::new(shared.clone(), rx, opened.wal, opened.dir.clone(), config);
         std::thread::Builder::new()
             .name("drover-store-writer".into())
             .spawn(move || writer.run())?;
-        tracing::info!(path = %opened.path.display(), revision = opened.revision, "embedded store open");
+        tracing::info!(
+            dir = %opened.dir.display(),
+            revision,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "embedded store open"
+        );
         Ok(EmbeddedStore {
             shared,
             requests: tx,
-            path: opened.path,
+            dir: opened.dir,
+            _lock: opened.lock,
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     async fn request<T>(
@@ -124,15 +140,19 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
-        read::get(&self.shared.db, key)
+        let (mem, durable) = self.shared.read();
+        Ok(mem.get(key, durable))
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> StoreResult<ListPage> {
         let shared = self.shared.clone();
         let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || read::list(&shared.db, &prefix, &opts))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || {
+            let (mem, durable) = shared.read();
+            mem.list(&prefix, &opts, durable)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     async fn txn(&self, txn: Txn) -> StoreResult<TxnOutcome> {
@@ -152,7 +172,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn current_revision(&self) -> StoreResult<Revision> {
-        Ok(self.shared.revision.load(Ordering::Acquire))
+        Ok(self.shared.durable.load(Ordering::Acquire))
     }
 
     async fn grant_lease(&self, ttl_seconds: i64) -> StoreResult<LeaseId> {
@@ -163,7 +183,7 @@ impl Store for EmbeddedStore {
         let mut leases = self.shared.leases.lock().unwrap_or_else(|p| p.into_inner());
         match leases.get_mut(&lease) {
             Some(state) if state.deadline > Instant::now() => {
-                *state = writer::LeaseState::new(state.ttl, Instant::now());
+                *state = LeaseState::new(state.ttl, Instant::now());
                 Ok(state.ttl)
             }
             _ => Err(StoreError::LeaseNotFound(lease)),

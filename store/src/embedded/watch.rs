@@ -1,13 +1,13 @@
 //! Watch fan-out: every watcher subscribes to the writer's broadcast first, then replays
 //! history from its start revision, then follows live events — so nothing falls between
-//! replay and live. A watcher that lags behind the broadcast replays from disk again.
+//! replay and live. A watcher that lags behind the broadcast replays again.
 
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::embedded::{read, Shared};
+use crate::embedded::Shared;
 use crate::error::StoreError;
 use crate::kv::{Revision, WatchEvent, WatchStream};
 
@@ -38,7 +38,7 @@ async fn run(
         from
     } else {
         // Subscribed already, so everything after this revision arrives live.
-        read::current_revision(&shared.db)? + 1
+        shared.durable.load(std::sync::atomic::Ordering::Acquire) + 1
     };
     let Some(n) = replay(&shared, &prefix, next, tx).await? else {
         return Ok(());
@@ -87,12 +87,10 @@ async fn replay(
     from: Revision,
     tx: &Out,
 ) -> Result<Option<Revision>, StoreError> {
-    let db_shared = shared.clone();
-    let p = prefix.to_string();
-    let (events, current) =
-        tokio::task::spawn_blocking(move || read::history(&db_shared.db, &p, from))
-            .await
-            .map_err(|_| StoreError::Closed)??;
+    let (events, current) = {
+        let (mem, durable) = shared.read();
+        (mem.history(prefix, from, durable)?, durable)
+    };
     for ev in events {
         if tx.send(Ok(ev)).await.is_err() {
             return Ok(None);

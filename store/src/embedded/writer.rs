@@ -1,22 +1,22 @@
-//! The single writer thread: drains every request waiting, applies them in one redb write
-//! transaction, fsyncs once (group commit), publishes the events, then acknowledges.
-//! It also expires leases and runs compaction, so all mutations are serialised here.
+//! The single writer thread: drains every request waiting, applies them to the in-memory
+//! state, appends the group to the WAL with one `fdatasync` (group commit), then makes
+//! the group visible, publishes its events and acknowledges. It also expires leases,
+//! compacts history beyond the window, and hands snapshots to a background thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use crate::embedded::index::{Index, Live};
-use crate::embedded::record::{encode_keys, encode_put, Record, TOMBSTONE};
-use crate::embedded::tables::*;
-use crate::embedded::Shared;
+use crate::embedded::mvcc::{Mem, Mutation, WriteOp};
+use crate::embedded::wal::{segments, Wal};
+use crate::embedded::{snapshot, Shared};
 use crate::error::{StoreError, StoreResult};
-use crate::kv::{Compare, EventKind, KeyValue, LeaseId, Op, Revision, Txn, TxnOutcome, WatchEvent};
+use crate::kv::{Compare, LeaseId, Op, Revision, Txn, TxnOutcome, WatchEvent};
 
 /// Most operations one group commit takes before it commits.
 const MAX_GROUP_OPS: usize = 20_000;
@@ -40,42 +40,62 @@ impl Request {
 }
 
 /// Events of one group commit, in revision order. With nobody watching when the group
-/// began, `events` is left empty and `complete` false: a watcher that subscribed meanwhile
-/// reads those revisions from disk instead.
+/// began, `events` is left empty and `complete` false: a watcher that subscribed
+/// meanwhile reads those revisions from memory instead.
 pub(crate) struct Published {
     pub events: Vec<WatchEvent>,
     pub complete: bool,
     pub last_revision: Revision,
 }
 
-/// What a request will be answered once the group is durable.
 enum Answer {
     Txn(Reply<TxnOutcome>, StoreResult<TxnOutcome>),
     Grant(Reply<LeaseId>, StoreResult<LeaseId>),
     Unit(Reply<()>, StoreResult<()>),
 }
 
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::Txn(tx, r) => drop(tx.send(r)),
+            Answer::Grant(tx, r) => drop(tx.send(r)),
+            Answer::Unit(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    /// The group could not be made durable: whatever was decided, nothing was written.
+    fn fail(self, msg: &str) {
+        let err = || StoreError::CommitFailed(msg.to_string());
+        match self {
+            Answer::Txn(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Grant(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Unit(tx, _) => drop(tx.send(Err(err()))),
+        }
+    }
+}
+
+pub(crate) struct WriterConfig {
+    pub history_revisions: u64,
+    pub snapshot_wal_bytes: u64,
+}
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     rx: Receiver<Request>,
-    revision: Revision,
-    compacted: Revision,
-    lease_seq: i64,
-    /// Keep this many revisions of history; compact automatically beyond twice that.
-    history: u64,
-    index: Index,
+    wal: Wal,
+    dir: PathBuf,
+    config: WriterConfig,
+    snapshotting: Arc<AtomicBool>,
+    /// Set when the WAL could not be written: the store refuses writes from then on
+    /// (after a failed fsync the page cache cannot be trusted), reads go on.
+    failed: Option<String>,
 }
 
-struct Group<'t> {
-    revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
-    log: Table<'t, u64, &'static [u8]>,
-    leases: Table<'t, i64, i64>,
-    lease_keys: Table<'t, (i64, &'static [u8]), ()>,
-    events: Vec<WatchEvent>,
-    /// Whether anyone watched when the group began; building events costs copies.
-    record_events: bool,
-    /// Reused encoding buffer.
-    buf: Vec<u8>,
+/// One group being applied.
+struct Group {
+    mutations: Vec<Mutation>,
+    events: Option<Vec<WatchEvent>>,
+    answers: Vec<Answer>,
     granted: Vec<(LeaseId, i64)>,
     revoked: Vec<LeaseId>,
 }
@@ -84,29 +104,26 @@ impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
         rx: Receiver<Request>,
-        revision: Revision,
-        compacted: Revision,
-        lease_seq: i64,
-        history: u64,
-        index: Index,
+        wal: Wal,
+        dir: PathBuf,
+        config: WriterConfig,
     ) -> Self {
         Writer {
             shared,
             rx,
-            revision,
-            compacted,
-            lease_seq,
-            history,
-            index,
+            wal,
+            dir,
+            config,
+            snapshotting: Arc::new(AtomicBool::new(false)),
+            failed: None,
         }
     }
 
     pub(crate) fn run(mut self) {
         loop {
-            let wait = self.until_next_expiry();
             let mut group = Vec::new();
             let mut weight = 0;
-            match self.rx.recv_timeout(wait) {
+            match self.rx.recv_timeout(self.until_next_expiry()) {
                 Ok(req) => {
                     weight += req.weight();
                     group.push(req);
@@ -129,6 +146,7 @@ impl Writer {
             }
             self.commit_group(group, expired);
             self.maybe_compact();
+            self.maybe_snapshot();
         }
         tracing::debug!("embedded store writer stopped");
     }
@@ -154,470 +172,257 @@ impl Writer {
             .collect()
     }
 
-    fn commit_group(&mut self, group: Vec<Request>, expired: Vec<LeaseId>) {
-        let start_revision = self.revision;
-        let start_seq = self.lease_seq;
-        let start_compacted = self.compacted;
-        let result = self.apply_group(group, expired);
-        let (answers, published, granted, revoked) = match result {
-            Ok(done) => {
-                self.index.commit();
-                done
+    fn commit_group(&mut self, requests: Vec<Request>, expired: Vec<LeaseId>) {
+        if let Some(msg) = &self.failed {
+            for req in requests {
+                refuse(req, msg);
             }
-            Err((e, answers)) => {
-                self.index.rollback();
-                self.revision = start_revision;
-                self.lease_seq = start_seq;
-                self.compacted = start_compacted;
-                tracing::error!(error = %e, "embedded store group commit failed");
-                let msg = e.to_string();
-                for answer in answers {
-                    fail(answer, &msg);
+            return;
+        }
+        let mut g = Group {
+            mutations: Vec::new(),
+            events: (self.shared.events.receiver_count() > 0).then(Vec::new),
+            answers: Vec::with_capacity(requests.len()),
+            granted: Vec::new(),
+            revoked: Vec::new(),
+        };
+        let revision = {
+            let mut mem = self.shared.mem.write().unwrap_or_else(|p| p.into_inner());
+            for req in requests {
+                let answer = match req {
+                    Request::Txn(txn, reply) => Answer::Txn(reply, txn_in(&mut mem, &mut g, &txn)),
+                    Request::Grant(ttl, reply) => {
+                        Answer::Grant(reply, grant_in(&mut mem, &mut g, ttl))
+                    }
+                    Request::Revoke(id, reply) => {
+                        Answer::Unit(reply, revoke_in(&mut mem, &mut g, id))
+                    }
+                    Request::Compact(at, reply) => {
+                        Answer::Unit(reply, compact_in(&mut mem, &mut g, at))
+                    }
+                };
+                g.answers.push(answer);
+            }
+            for id in expired {
+                if mem.leases.contains_key(&id) {
+                    tracing::debug!(lease = id, "lease expired");
+                    let _ = revoke_in(&mut mem, &mut g, id);
+                } else {
+                    g.revoked.push(id);
                 }
+            }
+            mem.revision
+        };
+        if !g.mutations.is_empty() {
+            if let Err(e) = self.wal.append(&g.mutations) {
+                let msg = format!("the write-ahead log could not be written ({e}); the store refuses writes until it is reopened");
+                tracing::error!(error = %e, "embedded store WAL append failed");
+                for a in g.answers {
+                    a.fail(&msg);
+                }
+                self.failed = Some(msg);
                 return;
             }
+        }
+        // Durable: make it visible.
+        let published = Published {
+            complete: g.events.is_some(),
+            events: g.events.unwrap_or_default(),
+            last_revision: revision,
         };
+        let advanced = revision > self.shared.durable.load(Ordering::Acquire);
+        self.shared.durable.store(revision, Ordering::Release);
         {
             let mut leases = self.shared.leases.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            for (id, ttl) in granted {
+            for (id, ttl) in g.granted {
                 leases.insert(id, LeaseState::new(ttl, now));
             }
-            for id in revoked {
+            for id in g.revoked {
                 leases.remove(&id);
             }
         }
-        self.shared.revision.store(self.revision, Ordering::Release);
-        self.shared
-            .compacted
-            .store(self.compacted, Ordering::Release);
-        if self.revision > start_revision {
+        if advanced {
             // No receivers is fine: nobody watches.
             let _ = self.shared.events.send(Arc::new(published));
         }
-        for answer in answers {
-            match answer {
-                Answer::Txn(tx, r) => drop(tx.send(r)),
-                Answer::Grant(tx, r) => drop(tx.send(r)),
-                Answer::Unit(tx, r) => drop(tx.send(r)),
-            }
+        for a in g.answers {
+            a.send();
         }
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn apply_group(
-        &mut self,
-        group: Vec<Request>,
-        expired: Vec<LeaseId>,
-    ) -> Result<
-        (Vec<Answer>, Published, Vec<(LeaseId, i64)>, Vec<LeaseId>),
-        (StoreError, Vec<Answer>),
-    > {
-        let mut answers = Vec::with_capacity(group.len());
-        let wtx = match self.shared.db.begin_write() {
-            Ok(w) => w,
-            Err(e) => {
-                answers.extend(group.into_iter().map(Answer::unanswered));
-                return Err((e.into(), answers));
-            }
-        };
-        let (events, complete, granted, revoked) =
-            match self.apply_in(&wtx, group, expired, &mut answers) {
-                Ok(v) => v,
-                Err(e) => return Err((e, answers)),
-            };
-        if let Err(e) = wtx.commit() {
-            return Err((e.into(), answers));
-        }
-        let published = Published {
-            events,
-            complete,
-            last_revision: self.revision,
-        };
-        Ok((answers, published, granted, revoked))
-    }
-
-    /// Applies every request, moving each reply into `answers`; an error aborts the group
-    /// (every reply in `answers` then gets it).
-    #[allow(clippy::type_complexity)]
-    fn apply_in(
-        &mut self,
-        wtx: &WriteTransaction,
-        group: Vec<Request>,
-        expired: Vec<LeaseId>,
-        answers: &mut Vec<Answer>,
-    ) -> Result<(Vec<WatchEvent>, bool, Vec<(LeaseId, i64)>, Vec<LeaseId>), StoreError> {
-        let record_events = self.shared.events.receiver_count() > 0;
-        let mut g = match open_group(wtx, record_events) {
-            Ok(g) => g,
-            Err(e) => {
-                answers.extend(group.into_iter().map(Answer::unanswered));
-                return Err(e);
-            }
-        };
-        let mut abort = None;
-        for req in group {
-            if abort.is_some() {
-                answers.push(Answer::unanswered(req));
-                continue;
-            }
-            let answer = match req {
-                Request::Txn(txn, reply) => match self.apply_txn(&mut g, &txn) {
-                    Ok(r) => Answer::Txn(reply, r),
-                    Err(e) => {
-                        abort = Some(e);
-                        Answer::Txn(reply, Err(StoreError::Closed))
-                    }
-                },
-                Request::Grant(ttl, reply) => match self.grant(&mut g, ttl) {
-                    Ok(r) => Answer::Grant(reply, r),
-                    Err(e) => {
-                        abort = Some(e);
-                        Answer::Grant(reply, Err(StoreError::Closed))
-                    }
-                },
-                Request::Revoke(id, reply) => match self.revoke(&mut g, id) {
-                    Ok(r) => Answer::Unit(reply, r),
-                    Err(e) => {
-                        abort = Some(e);
-                        Answer::Unit(reply, Err(StoreError::Closed))
-                    }
-                },
-                Request::Compact(rev, reply) => match self.compact_in(&mut g, rev) {
-                    Ok(r) => Answer::Unit(reply, r),
-                    Err(e) => {
-                        abort = Some(e);
-                        Answer::Unit(reply, Err(StoreError::Closed))
-                    }
-                },
-            };
-            answers.push(answer);
-        }
-        if let Some(e) = abort {
-            return Err(e);
-        }
-        for id in expired {
-            tracing::debug!(lease = id, "lease expired");
-            // Already gone (revoked in this group) is fine.
-            let _ = self.revoke(&mut g, id)?;
-        }
-        let mut meta = wtx.open_table(META)?;
-        meta.insert(META_REVISION, self.revision as u64)?;
-        meta.insert(META_LEASE_SEQ, self.lease_seq as u64)?;
-        meta.insert(META_COMPACTED, self.compacted as u64)?;
-        Ok((g.events, g.record_events, g.granted, g.revoked))
-    }
-
-    /// Ok(Err(..)) is a per-request failure (the group goes on); Err(..) aborts the group.
-    fn apply_txn(
-        &mut self,
-        g: &mut Group,
-        txn: &Txn,
-    ) -> Result<StoreResult<TxnOutcome>, StoreError> {
-        if let Err(e) = txn.check() {
-            return Ok(Err(e));
-        }
-        for c in &txn.compares {
-            let current = self.index.get(c.key().as_bytes());
-            let holds = match c {
-                Compare::ModRevision { equals, .. } => {
-                    current.map(|l| l.mod_revision).unwrap_or(0) == *equals
-                }
-                Compare::Exists { .. } => current.is_some(),
-            };
-            if !holds {
-                return Ok(Ok(TxnOutcome {
-                    succeeded: false,
-                    revision: self.revision,
-                }));
-            }
-        }
-        for op in &txn.ops {
-            if let Op::Put { lease, .. } = op {
-                if *lease != 0 && g.leases.get(*lease)?.is_none() {
-                    return Ok(Err(StoreError::LeaseNotFound(*lease)));
-                }
-            }
-        }
-        let revision = self.revision + 1;
-        let mut written: Vec<&[u8]> = Vec::with_capacity(txn.ops.len());
-        for op in &txn.ops {
-            let key = op.key().as_bytes();
-            let prev = self.index.get(key);
-            match op {
-                Op::Put { value, lease, .. } => {
-                    let (create_revision, version) = match prev {
-                        Some(p) => (p.create_revision, p.version + 1),
-                        None => (revision, 1),
-                    };
-                    encode_put(create_revision, version, *lease, value, &mut g.buf);
-                    let prev_value = prev_value(g, key, prev)?;
-                    write_version(g, key, revision, *lease, prev)?;
-                    self.index.set(
-                        key,
-                        Some(Live {
-                            mod_revision: revision,
-                            create_revision,
-                            version,
-                            lease: *lease,
-                        }),
-                    );
-                    if g.record_events {
-                        let kv = KeyValue {
-                            key: op.key().to_string(),
-                            value: value.clone(),
-                            create_revision,
-                            mod_revision: revision,
-                            version,
-                            lease: *lease,
-                        };
-                        g.events.push(WatchEvent {
-                            kind: EventKind::Put,
-                            kv,
-                            prev: prev_value,
-                        });
-                    }
-                }
-                Op::Delete { .. } => {
-                    if prev.is_none() {
-                        continue;
-                    }
-                    let prev_value = prev_value(g, key, prev)?;
-                    g.buf.clear();
-                    g.buf.push(TOMBSTONE);
-                    write_version(g, key, revision, 0, prev)?;
-                    self.index.set(key, None);
-                    if g.record_events {
-                        g.events.push(delete_event(key, revision, prev_value));
-                    }
-                }
-            }
-            written.push(key);
-        }
-        if written.is_empty() {
-            return Ok(Ok(TxnOutcome {
-                succeeded: true,
-                revision: self.revision,
-            }));
-        }
-        g.log
-            .insert(revision as u64, encode_keys(written.into_iter()).as_slice())?;
-        self.revision = revision;
-        Ok(Ok(TxnOutcome {
-            succeeded: true,
-            revision,
-        }))
-    }
-
-    fn grant(&mut self, g: &mut Group, ttl: i64) -> Result<StoreResult<LeaseId>, StoreError> {
-        if ttl <= 0 {
-            return Ok(Err(StoreError::InvalidTxn(format!(
-                "lease TTL must be > 0 seconds, got {ttl}"
-            ))));
-        }
-        self.lease_seq += 1;
-        let id = self.lease_seq;
-        g.leases.insert(id, ttl)?;
-        g.granted.push((id, ttl));
-        Ok(Ok(id))
-    }
-
-    /// Deletes the lease and, at one new revision, every key attached to it.
-    fn revoke(&mut self, g: &mut Group, id: LeaseId) -> Result<StoreResult<()>, StoreError> {
-        if g.leases.remove(id)?.is_none() {
-            return Ok(Err(StoreError::LeaseNotFound(id)));
-        }
-        g.revoked.push(id);
-        let mut keys = Vec::new();
-        for entry in g.lease_keys.range::<(i64, &[u8])>((id, &[][..])..)? {
-            let (k, _) = entry?;
-            let (lease, key) = k.value();
-            if lease != id {
-                break;
-            }
-            keys.push(key.to_vec());
-        }
-        if keys.is_empty() {
-            return Ok(Ok(()));
-        }
-        let revision = self.revision + 1;
-        for key in &keys {
-            g.lease_keys.remove((id, key.as_slice()))?;
-            let prev = self.index.get(key);
-            if prev.is_some() {
-                let prev_value = prev_value(g, key, prev)?;
-                g.revs.insert(
-                    (key.as_slice(), revision as u64),
-                    Record::Tombstone.encode().as_slice(),
-                )?;
-                self.index.set(key, None);
-                if g.record_events {
-                    g.events.push(delete_event(key, revision, prev_value));
-                }
-            }
-        }
-        g.log.insert(
-            revision as u64,
-            encode_keys(keys.iter().map(Vec::as_slice)).as_slice(),
-        )?;
-        self.revision = revision;
-        Ok(Ok(()))
-    }
-
-    fn compact_in(&mut self, g: &mut Group, at: Revision) -> Result<StoreResult<()>, StoreError> {
-        if at > self.revision {
-            return Ok(Err(StoreError::FutureRevision {
-                requested: at,
-                current: self.revision,
-            }));
-        }
-        if at <= self.compacted {
-            return Ok(Ok(()));
-        }
-        compact_tables(g, at as u64)?;
-        self.compacted = at;
-        tracing::debug!(revision = at, "compacted");
-        Ok(Ok(()))
     }
 
     fn maybe_compact(&mut self) {
-        let window = self.history as i64;
-        if window == 0 || self.revision - self.compacted <= 2 * window {
+        let window = self.config.history_revisions as i64;
+        let (revision, compacted) = {
+            let mem = self.shared.mem.read().unwrap_or_else(|p| p.into_inner());
+            (mem.revision, mem.compacted)
+        };
+        if window == 0 || revision - compacted <= 2 * window {
             return;
         }
-        let at = self.revision - window;
         let (tx, _rx) = oneshot::channel();
-        self.commit_group(vec![Request::Compact(at, tx)], Vec::new());
+        self.commit_group(vec![Request::Compact(revision - window, tx)], Vec::new());
+    }
+
+    /// Once enough WAL has piled up: rotate to a new segment, copy the state (values are
+    /// shared, so the copy is cheap) and write it out on another thread.
+    fn maybe_snapshot(&mut self) {
+        if self.failed.is_some()
+            || self.wal.bytes_since_snapshot < self.config.snapshot_wal_bytes
+            || self.snapshotting.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let next = match self.wal.rotate() {
+            Ok(seq) => seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a new WAL segment; snapshot postponed");
+                self.snapshotting.store(false, Ordering::Release);
+                return;
+            }
+        };
+        let copy: Mem = self
+            .shared
+            .mem
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let dir = self.dir.clone();
+        let busy = self.snapshotting.clone();
+        let spawned = std::thread::Builder::new()
+            .name("drover-store-snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match snapshot::write(&dir, &copy, next) {
+                    Ok(()) => {
+                        if let Ok(segs) = segments(&dir) {
+                            for (_, path) in segs.into_iter().filter(|(s, _)| *s < next) {
+                                let _ = std::fs::remove_file(path);
+                            }
+                        }
+                        tracing::debug!(
+                            revision = copy.revision,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "snapshot written"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "snapshot failed; the WAL is kept"),
+                }
+                busy.store(false, Ordering::Release);
+            });
+        match spawned {
+            Ok(_) => self.wal.bytes_since_snapshot = 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the snapshot thread");
+                self.snapshotting.store(false, Ordering::Release);
+            }
+        }
     }
 }
 
-fn open_group(wtx: &WriteTransaction, record_events: bool) -> Result<Group<'_>, StoreError> {
-    Ok(Group {
-        revs: wtx.open_table(REVS)?,
-        log: wtx.open_table(LOG)?,
-        leases: wtx.open_table(LEASES)?,
-        lease_keys: wtx.open_table(LEASE_KEYS)?,
-        events: Vec::new(),
-        record_events,
-        buf: Vec::new(),
-        granted: Vec::new(),
-        revoked: Vec::new(),
+fn refuse(req: Request, msg: &str) {
+    let answer = match req {
+        Request::Txn(_, r) => Answer::Txn(r, Err(StoreError::Closed)),
+        Request::Grant(_, r) => Answer::Grant(r, Err(StoreError::Closed)),
+        Request::Revoke(_, r) | Request::Compact(_, r) => Answer::Unit(r, Err(StoreError::Closed)),
+    };
+    answer.fail(msg);
+}
+
+fn txn_in(mem: &mut Mem, g: &mut Group, txn: &Txn) -> StoreResult<TxnOutcome> {
+    txn.check()?;
+    for c in &txn.compares {
+        let current = mem.live(c.key());
+        let holds = match c {
+            Compare::ModRevision { equals, .. } => {
+                current.map(|(rev, _)| rev).unwrap_or(0) == *equals
+            }
+            Compare::Exists { .. } => current.is_some(),
+        };
+        if !holds {
+            return Ok(TxnOutcome {
+                succeeded: false,
+                revision: mem.revision,
+            });
+        }
+    }
+    for op in &txn.ops {
+        if let Op::Put { lease, .. } = op {
+            if *lease != 0 && !mem.leases.contains_key(lease) {
+                return Err(StoreError::LeaseNotFound(*lease));
+            }
+        }
+    }
+    let changes = txn.ops.iter().any(|op| match op {
+        Op::Put { .. } => true,
+        Op::Delete { key } => mem.live(key).is_some(),
+    });
+    if !changes {
+        return Ok(TxnOutcome {
+            succeeded: true,
+            revision: mem.revision,
+        });
+    }
+    let revision = mem.revision + 1;
+    let ops = txn
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Put { key, value, lease } => WriteOp::Put {
+                key: key.clone(),
+                value: value.clone(),
+                lease: *lease,
+            },
+            Op::Delete { key } => WriteOp::Delete { key: key.clone() },
+        })
+        .collect();
+    push(mem, g, Mutation::Write { revision, ops });
+    Ok(TxnOutcome {
+        succeeded: true,
+        revision,
     })
 }
 
-/// Writes the version encoded in `g.buf` and moves the key between leases.
-fn write_version(
-    g: &mut Group,
-    key: &[u8],
-    revision: Revision,
-    new_lease: LeaseId,
-    prev: Option<Live>,
-) -> Result<(), StoreError> {
-    g.revs.insert((key, revision as u64), g.buf.as_slice())?;
-    let old_lease = prev.map(|p| p.lease).unwrap_or(0);
-    if old_lease != new_lease && old_lease != 0 {
-        g.lease_keys.remove((old_lease, key))?;
+fn grant_in(mem: &mut Mem, g: &mut Group, ttl: i64) -> StoreResult<LeaseId> {
+    if ttl <= 0 {
+        return Err(StoreError::InvalidTxn(format!(
+            "lease TTL must be > 0 seconds, got {ttl}"
+        )));
     }
-    if new_lease != 0 {
-        g.lease_keys.insert((new_lease, key), ())?;
+    let id = mem.lease_seq + 1;
+    push(mem, g, Mutation::Grant { id, ttl });
+    g.granted.push((id, ttl));
+    Ok(id)
+}
+
+fn revoke_in(mem: &mut Mem, g: &mut Group, id: LeaseId) -> StoreResult<()> {
+    if !mem.leases.contains_key(&id) {
+        return Err(StoreError::LeaseNotFound(id));
+    }
+    let has_keys = mem.lease_keys.get(&id).is_some_and(|keys| !keys.is_empty());
+    let revision = if has_keys { mem.revision + 1 } else { 0 };
+    push(mem, g, Mutation::Revoke { id, revision });
+    g.revoked.push(id);
+    Ok(())
+}
+
+fn compact_in(mem: &mut Mem, g: &mut Group, at: Revision) -> StoreResult<()> {
+    if at > mem.revision {
+        return Err(StoreError::FutureRevision {
+            requested: at,
+            current: mem.revision,
+        });
+    }
+    if at > mem.compacted {
+        push(mem, g, Mutation::Compact { at });
+        tracing::debug!(revision = at, "compacted");
     }
     Ok(())
 }
 
-fn delete_event(key: &[u8], revision: Revision, prev: Option<KeyValue>) -> WatchEvent {
-    WatchEvent {
-        kind: EventKind::Delete,
-        kv: KeyValue {
-            key: String::from_utf8_lossy(key).into_owned(),
-            value: Vec::new(),
-            create_revision: 0,
-            mod_revision: revision,
-            version: 0,
-            lease: 0,
-        },
-        prev,
-    }
-}
-
-/// The value a watcher sees as `prev` — read from disk only when someone watches.
-fn prev_value(g: &Group, key: &[u8], prev: Option<Live>) -> Result<Option<KeyValue>, StoreError> {
-    match prev {
-        Some(p) if g.record_events => Ok(g
-            .revs
-            .get((key, p.mod_revision as u64))?
-            .map(|raw| Record::decode(key, raw.value()))
-            .transpose()?
-            .and_then(|rec| rec.into_kv(key, p.mod_revision))),
-        _ => Ok(None),
-    }
-}
-
-/// Drops every version below `at` that a read at `at` or later can no longer see, and the
-/// revision log below `at`.
-fn compact_tables(g: &mut Group, at: u64) -> Result<(), StoreError> {
-    let mut doomed: Vec<(Vec<u8>, u64)> = Vec::new();
-    // Per key: versions ≤ at in ascending order; all but the newest go, and the newest
-    // too when it is a tombstone older than `at`.
-    let mut current: Option<Vec<u8>> = None;
-    let mut below: Vec<(u64, bool)> = Vec::new();
-    let flush =
-        |key: &Option<Vec<u8>>, below: &mut Vec<(u64, bool)>, doomed: &mut Vec<(Vec<u8>, u64)>| {
-            if let (Some(key), Some(&(newest, tomb))) = (key, below.last()) {
-                for &(rev, _) in &below[..below.len() - 1] {
-                    doomed.push((key.clone(), rev));
-                }
-                if tomb && newest < at {
-                    doomed.push((key.clone(), newest));
-                }
-            }
-            below.clear();
-        };
-    for entry in g.revs.iter()? {
-        let (k, v) = entry?;
-        let (key, rev) = k.value();
-        if current.as_deref() != Some(key) {
-            flush(&current, &mut below, &mut doomed);
-            current = Some(key.to_vec());
-        }
-        if rev <= at {
-            below.push((rev, v.value().first() == Some(&1)));
-        }
-    }
-    flush(&current, &mut below, &mut doomed);
-    for (key, rev) in &doomed {
-        g.revs.remove((key.as_slice(), *rev))?;
-    }
-    let old_log: Vec<u64> = g
-        .log
-        .range(..at)?
-        .map(|e| e.map(|(k, _)| k.value()))
-        .collect::<Result<_, _>>()?;
-    for rev in old_log {
-        g.log.remove(rev)?;
-    }
-    Ok(())
-}
-
-impl Answer {
-    /// A request the group never got to: it shares the group's fate.
-    fn unanswered(req: Request) -> Answer {
-        match req {
-            Request::Txn(_, r) => Answer::Txn(r, Err(StoreError::Closed)),
-            Request::Grant(_, r) => Answer::Grant(r, Err(StoreError::Closed)),
-            Request::Revoke(_, r) | Request::Compact(_, r) => {
-                Answer::Unit(r, Err(StoreError::Closed))
-            }
-        }
-    }
-}
-
-fn fail(answer: Answer, msg: &str) {
-    let err = || StoreError::CommitFailed(msg.to_string());
-    match answer {
-        Answer::Txn(tx, _) => drop(tx.send(Err(err()))),
-        Answer::Grant(tx, _) => drop(tx.send(Err(err()))),
-        Answer::Unit(tx, _) => drop(tx.send(Err(err()))),
-    }
+fn push(mem: &mut Mem, g: &mut Group, m: Mutation) {
+    mem.apply(&m, g.events.as_mut());
+    g.mutations.push(m);
 }
 
 /// A lease's TTL and when it runs out, kept in memory; on reopen every lease gets a full TTL.
