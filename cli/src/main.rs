@@ -7,7 +7,11 @@ mod up;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "drover", version, about = "Drover: program against your datacenter like it's a single pool of resources")]
+#[command(
+    name = "drover",
+    version,
+    about = "Drover: program against your datacenter like it's a single pool of resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

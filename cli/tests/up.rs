@@ -1,0 +1,123 @@
+//! `drover up` as a user runs it: the real binary, a real data directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover_store::{EmbeddedStore, Store};
+
+fn drover() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
+    cmd.env("DROVER_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn up_is_ready_fast_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let mut child = drover()
+        .args(["up", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn drover up");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.next().expect("a line").expect("utf-8");
+    assert!(ready.starts_with("drover up: ready in "), "{ready}");
+    let ready_after = started.elapsed();
+    assert!(
+        ready_after < Duration::from_secs(5),
+        "ready after {ready_after:?}"
+    );
+    let prompt = lines.next().expect("a line").expect("utf-8");
+    assert!(prompt.contains("Ctrl-C"), "{prompt}");
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(
+                status.success(),
+                "drover up must exit 0 on Ctrl-C, got {status}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drover up did not stop within 10 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+}
+
+#[test]
+fn a_second_up_has_everything_the_first_had() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = drover()
+        .args(["up", "--exit-when-ready", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run drover up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 objects"));
+
+    // Write objects the way the API server will: into the same store directory.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = EmbeddedStore::open(dir.path().join("store")).expect("open store");
+        for name in ["web", "db"] {
+            let key = format!("/registry/drover.dev/apps/default/{name}");
+            store.create(&key, b"{}".to_vec(), 0).await.expect("create");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    let out = drover()
+        .args(["up", "--exit-when-ready", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run drover up");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("revision 2, 2 objects"), "{stdout}");
+}
+
+#[test]
+fn up_refuses_a_foreign_data_directory_and_names_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir_all(&store_dir).expect("mkdir");
+    std::fs::write(store_dir.join("notes.txt"), "mine").expect("write");
+    let out = drover()
+        .args(["up", "--exit-when-ready", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run drover up");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&store_dir.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not a Drover store directory"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(store_dir.join("notes.txt")).expect("read"),
+        "mine"
+    );
+}
