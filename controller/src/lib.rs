@@ -1,2 +1,4 @@
 //! Drover's control plane: the Kubernetes-compatible API server, the controller runtime,
 //! the controllers and the two-level allocator. Built on `drover-store`.
+
+pub mod apiserver;
