@@ -1,7 +1,9 @@
-//! `drover`: the command users type. Today it starts a single-machine cluster (`up`) on
-//! the embedded store and reports its version; the kubectl-like verbs, `server` and
-//! `agent` arrive with the API server and agent.
+//! `drover`: the command users type. Today: `up` (a single-machine cluster: embedded
+//! store + API server), `server` (the API server on the embedded store or etcd) and
+//! `version`; the kubectl-like verbs and `agent` are next.
 
+mod server;
+mod signals;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Start a single-machine cluster on the embedded store.
     Up(up::UpArgs),
+    /// Run the API server alone, on the embedded store or on etcd.
+    Server(server::ServerArgs),
     /// Print the client version.
     Version,
 }
@@ -36,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Server(args) => server::run(args),
         Command::Version => {
             println!("drover {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -1,8 +1,10 @@
-//! `drover up`: one process with everything a single machine needs. Today that is the
-//! embedded store, opened (or recovered) in the data directory; the API server,
-//! controllers and a local agent join it as they land.
+//! `drover up`: one process with everything a single machine needs — the embedded
+//! store and the API server today; controllers and a local agent join as they land.
+//! Writes a kubeconfig for kubectl and drover alike.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -13,6 +15,9 @@ pub struct UpArgs {
     /// Where the cluster keeps its state (default: $DROVER_DATA_DIR, else ~/.local/share/drover).
     #[arg(long, env = "DROVER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Address of the API server (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
     /// Start, report readiness, and stop (for scripts and tests).
     #[arg(long)]
     exit_when_ready: bool,
@@ -38,18 +43,44 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the embedded store in {}", store_dir.display()))?;
         let revision = store.current_revision().await?;
         let objects = store.list("/registry/", drover_store::ListOptions::default()).await?.items.len();
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let server = format!("http://{addr}");
+        // Registered before we announce readiness, so an early Ctrl-C still stops cleanly.
+        let stop = crate::signals::stop_signal()?;
+        let kubeconfig = data_dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &server)?;
         println!(
-            "drover up: ready in {} ms — embedded store at {} (revision {revision}, {objects} objects)",
+            "drover up: ready in {} ms — API server {server}, embedded store at {} (revision {revision}, {objects} objects)",
             started.elapsed().as_millis(),
             store_dir.display()
         );
+        println!("export KUBECONFIG={}", kubeconfig.display());
         if args.exit_when_ready {
             return Ok(());
         }
         println!("drover up: press Ctrl-C to stop");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-        println!("drover up: stopping");
-        drop(store);
+        let store: Arc<dyn Store> = Arc::new(store);
+        let shutdown = async {
+            stop.await;
+            println!("drover up: stopping");
+        };
+        drover_controller::apiserver::serve(store, listener, shutdown)
+            .await
+            .context("serving the API")?;
         anyhow::Ok(())
     })
+}
+
+/// A kubeconfig as kubectl reads it: one cluster, one user, one context.
+pub fn write_kubeconfig(path: &Path, server: &str) -> anyhow::Result<()> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: drover\n  cluster:\n    server: {server}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: drover\n  context:\n    cluster: drover\n    user: admin\n    namespace: default\ncurrent-context: drover\n"
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

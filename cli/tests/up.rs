@@ -17,7 +17,7 @@ fn up_is_ready_fast_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
     let mut child = drover()
-        .args(["up", "--data-dir"])
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -31,6 +31,15 @@ fn up_is_ready_fast_and_stops_cleanly_on_ctrl_c() {
         ready_after < Duration::from_secs(5),
         "ready after {ready_after:?}"
     );
+    let export = lines.next().expect("a line").expect("utf-8");
+    assert_eq!(
+        export,
+        format!(
+            "export KUBECONFIG={}",
+            dir.path().join("kubeconfig").display()
+        )
+    );
+    assert!(dir.path().join("kubeconfig").is_file());
     let prompt = lines.next().expect("a line").expect("utf-8");
     assert!(prompt.contains("Ctrl-C"), "{prompt}");
 
@@ -62,7 +71,13 @@ fn up_is_ready_fast_and_stops_cleanly_on_ctrl_c() {
 fn a_second_up_has_everything_the_first_had() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = drover()
-        .args(["up", "--exit-when-ready", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-when-ready",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run drover up");
@@ -85,7 +100,13 @@ fn a_second_up_has_everything_the_first_had() {
     std::thread::sleep(Duration::from_millis(200));
 
     let out = drover()
-        .args(["up", "--exit-when-ready", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-when-ready",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run drover up");
@@ -105,7 +126,13 @@ fn up_refuses_a_foreign_data_directory_and_names_it() {
     std::fs::create_dir_all(&store_dir).expect("mkdir");
     std::fs::write(store_dir.join("notes.txt"), "mine").expect("write");
     let out = drover()
-        .args(["up", "--exit-when-ready", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-when-ready",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run drover up");

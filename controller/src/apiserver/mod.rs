@@ -2,9 +2,21 @@
 //!
 //! `selector` parses label and field selectors, `table` renders `kubectl get` tables,
 //! `openapi` builds the OpenAPI documents, `patch` applies merge / JSON / server-side
-//! apply patches.
+//! apply patches; `server` routes requests to `reads`, `writes` and `watch`, which keep
+//! objects through `objects` and answer errors through `status`.
 
+pub mod discovery;
+pub mod fieldpath;
+pub mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod reads;
+pub mod request;
 pub mod selector;
+pub mod server;
+pub mod status;
 pub mod table;
+pub mod watch;
+pub mod writes;
+
+pub use server::{router, serve, ApiState};

@@ -1,0 +1,69 @@
+//! `drover server`: the API server alone, on the embedded store or on etcd.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use drover_store::{EmbeddedStore, EtcdStore, Store};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Which store keeps the cluster state.
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// The embedded store's directory (with --store embedded).
+    #[arg(long, env = "DROVER_DATA_DIR", default_value = "drover-data")]
+    data_dir: PathBuf,
+    /// Address of the API server (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let store: Arc<dyn Store> =
+            match args.store {
+                StoreKind::Embedded => {
+                    let dir = args.data_dir.join("store");
+                    Arc::new(EmbeddedStore::open(&dir).with_context(|| {
+                        format!("opening the embedded store in {}", dir.display())
+                    })?)
+                }
+                StoreKind::Etcd => Arc::new(
+                    EtcdStore::connect(&args.etcd_endpoints)
+                        .await
+                        .with_context(|| {
+                            format!("connecting to etcd at {}", args.etcd_endpoints.join(","))
+                        })?,
+                ),
+            };
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let stop = crate::signals::stop_signal()?;
+        println!(
+            "drover server: API server http://{} on the {:?} store",
+            listener.local_addr()?,
+            args.store
+        );
+        let shutdown = stop;
+        drover_controller::apiserver::serve(store, listener, shutdown)
+            .await
+            .context("serving the API")?;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,160 @@
+//! A `drover up` started for one test, and the real kubectl pointed at it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub struct Cluster {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub server: String,
+    pub kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `drover up` on a fresh data directory and a free port.
+    pub fn up() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::up_in(dir)
+    }
+
+    pub fn up_in(dir: tempfile::TempDir) -> Cluster {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("DROVER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn drover up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines
+            .next()
+            .expect("drover up printed nothing")
+            .expect("utf-8");
+        let server = ready
+            .split_whitespace()
+            .skip_while(|w| *w != "server")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no server address in {ready:?}"))
+            .trim_end_matches(',')
+            .to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let kubeconfig = dir.path().join("kubeconfig");
+        Cluster {
+            child,
+            dir,
+            server,
+            kubeconfig,
+            cache: tempfile::tempdir().expect("cache dir"),
+        }
+    }
+
+    /// Runs a kubectl binary (`kubectl`, `kubectl.1.27`, …) against this cluster.
+    pub fn kubectl_with(&self, binary: &Path, args: &[&str]) -> Output {
+        Command::new(binary)
+            .args(args)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with(&kubectl_path(None), args)
+    }
+
+    /// kubectl that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write manifest");
+        p
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kubectl` on the PATH, or a versioned one (`1.27`) beside the file it links to.
+pub fn kubectl_path(version: Option<&str>) -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .expect("sh");
+    let real = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !real.is_empty(),
+        "kubectl is not on the PATH: install kubectl 1.27–1.33"
+    );
+    let real = PathBuf::from(real);
+    match version {
+        None => real,
+        Some(v) => {
+            let p = real.with_file_name(format!("kubectl.{v}"));
+            assert!(
+                p.is_file(),
+                "{} is missing: kubectl {v} must stand beside {}",
+                p.display(),
+                real.display()
+            );
+            p
+        }
+    }
+}
+
+pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    for _ in 0..100 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub const WEB: &str = r#"apiVersion: drover.dev/v1alpha1
+kind: App
+metadata:
+  name: web
+  labels:
+    tier: frontend
+spec:
+  instances: 3
+  container:
+    cmd: busybox httpd -f -p $PORT0
+  resources:
+    cpus: 0.1
+    memMiB: 32
+  ports:
+    - name: http
+  healthChecks:
+    - http:
+        portName: http
+        path: /
+      intervalSeconds: 5
+  constraints:
+    - [hostname, UNIQUE]
+"#;

@@ -1,0 +1,288 @@
+//! The router: discovery, OpenAPI, health, and the resource routes, dispatched by verb
+//! and target to `reads`, `writes` and `watch`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use drover_store::Store;
+use serde_json::{json, Value};
+
+use crate::apiserver::request::{
+    content_type, decode, header, parse_target, read_body, Subresource, Target,
+};
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::writes::{PatchType, WriteOptions, Written};
+use crate::apiserver::{discovery, openapi, reads, table, watch, writes};
+
+pub type Query = HashMap<String, String>;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    openapi: Arc<OpenApi>,
+}
+
+struct OpenApi {
+    v3: Value,
+    hash: String,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let v3 = openapi::v3_document();
+        let hash = openapi::document_hash(&v3);
+        ApiState {
+            store,
+            openapi: Arc::new(OpenApi { v3, hash }),
+        }
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/version", get(|| async { Json(discovery::version()) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/api", get(|| async { Json(discovery::api_versions()) }))
+        .route(
+            "/api/v1",
+            get(|| async { Json(discovery::core_v1_resources()) }),
+        )
+        .route("/apis", get(|| async { Json(discovery::api_group_list()) }))
+        .route(
+            "/apis/drover.dev",
+            get(|| async { Json(discovery::api_group()) }),
+        )
+        .route(
+            "/apis/drover.dev/v1alpha1",
+            get(|| async { Json(discovery::group_version_resources()) }),
+        )
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/apis/drover.dev/v1alpha1", get(openapi_v3))
+        .route(
+            "/openapi/v3/api/v1",
+            get(|| async { Json(openapi::v3_core_document()) }),
+        )
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/swagger-2.0.0.pb-v1", get(openapi_v2))
+        .route("/apis/drover.dev/v1alpha1/{*rest}", any(resource))
+        .fallback(|req: Request| async move { ApiError::route_not_found(req.uri().path()) })
+        .with_state(state)
+}
+
+async fn openapi_index(State(state): State<ApiState>) -> Json<Value> {
+    Json(openapi::v3_index(&state.openapi.hash))
+}
+
+async fn openapi_v3(State(state): State<ApiState>) -> Response {
+    let mut resp = Json(state.openapi.v3.clone()).into_response();
+    resp.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("public, immutable"),
+    );
+    resp
+}
+
+/// kubectl < 1.29 fetches the v2 document, as protobuf only, before validating an apply.
+/// An (encoded) `openapi_v2.Document` that names only its version makes it skip
+/// client-side validation for our kinds and rely on the server's (`fieldValidation`).
+async fn openapi_v2() -> Response {
+    const DOCUMENT: &[u8] = &[0x0a, 0x03, b'2', b'.', b'0'];
+    (
+        [(
+            "content-type",
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        )],
+        DOCUMENT,
+    )
+        .into_response()
+}
+
+async fn resource(
+    State(state): State<ApiState>,
+    method: Method,
+    Path(rest): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<Query>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match dispatch(&state, method, &rest, &q, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(
+    state: &ApiState,
+    method: Method,
+    rest: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let t = parse_target(rest)?;
+    let accept = header(headers, "accept");
+    let ua = header(headers, "user-agent");
+    match (method.clone(), t.name.is_some(), t.sub) {
+        (Method::GET, false, None) => {
+            let selectors = reads::Selectors::parse(t.info, q)?;
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                return watch::watch(state, &t, q, selectors).await;
+            }
+            let listed = reads::list_objects(state, &t, q, &selectors).await?;
+            if table::wants_table(accept) {
+                let mut meta = json!({"resourceVersion": listed.revision.to_string()});
+                if let Some(c) = &listed.continue_token {
+                    meta["continue"] = json!(c);
+                }
+                let include =
+                    table::parse_include_object(q.get("includeObject").map(String::as_str));
+                return Ok(Json(table::table(
+                    t.info,
+                    &listed.items,
+                    meta,
+                    include,
+                    chrono::Utc::now(),
+                ))
+                .into_response());
+            }
+            Ok(Json(reads::list_body(t.info, listed)).into_response())
+        }
+        (Method::POST, false, None) => {
+            let opts = WriteOptions::from_query(q, ua)?;
+            let obj = decode(&read_body(body).await?, &content_type(headers))?;
+            let written = writes::create(state, &t, obj, &opts).await?;
+            Ok(written_response(written))
+        }
+        (Method::GET, true, sub) => {
+            let (obj, _) = reads::get_object(state, &t).await?;
+            if sub == Some(Subresource::Scale) {
+                return Ok(Json(reads::scale_of(t.info, &obj)).into_response());
+            }
+            if table::wants_table(accept) {
+                let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                let include =
+                    table::parse_include_object(q.get("includeObject").map(String::as_str));
+                return Ok(Json(table::table(
+                    t.info,
+                    &[obj],
+                    meta,
+                    include,
+                    chrono::Utc::now(),
+                ))
+                .into_response());
+            }
+            Ok(Json(obj).into_response())
+        }
+        (Method::PUT, true, sub) => {
+            let opts = WriteOptions::from_query(q, ua)?;
+            let obj = decode(&read_body(body).await?, &content_type(headers))?;
+            let written = if sub == Some(Subresource::Scale) {
+                let w = writes::update_scale(state, &t, obj, &opts).await?;
+                scale_written(&t, w)
+            } else {
+                writes::update(state, &t, obj, &opts).await?
+            };
+            Ok(written_response(written))
+        }
+        (Method::PATCH, true, sub) => {
+            let opts = WriteOptions::from_query(q, ua)?;
+            let ct = content_type(headers);
+            let kind = PatchType::from_content_type(&ct)?;
+            let raw = read_body(body).await?;
+            let patch = decode(
+                &raw,
+                if kind == PatchType::Apply {
+                    "application/yaml"
+                } else {
+                    "application/json"
+                },
+            )?;
+            let written = writes::patch(state, &t, kind, patch, &opts).await?;
+            let written = if sub == Some(Subresource::Scale) {
+                scale_written(&t, written)
+            } else {
+                written
+            };
+            Ok(written_response(written))
+        }
+        (Method::DELETE, true, None) => {
+            let raw = read_body(body).await?;
+            let opts = if raw.is_empty() {
+                None
+            } else {
+                Some(decode(&raw, "application/json")?)
+            };
+            let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
+                || opts
+                    .as_ref()
+                    .and_then(|o| o.get("dryRun"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
+            let obj = writes::delete(state, &t, opts, dry_run).await?;
+            Ok(Json(obj).into_response())
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {}",
+            describe(&t)
+        ))),
+    }
+}
+
+fn describe(t: &Target) -> String {
+    let mut s = t.info.plural.to_string();
+    if let Some(n) = &t.name {
+        s.push_str(&format!(" \"{n}\""));
+    }
+    if let Some(sub) = t.sub {
+        s.push_str(match sub {
+            Subresource::Status => "/status",
+            Subresource::Scale => "/scale",
+        });
+    }
+    s
+}
+
+fn scale_written(t: &Target, mut w: Written) -> Written {
+    w.object = reads::scale_of(t.info, &w.object);
+    w
+}
+
+fn written_response(w: Written) -> Response {
+    let code = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (code, Json(w.object)).into_response();
+    for warning in w.warnings {
+        let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+/// Serves the API on `addr` until `shutdown` resolves.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(ApiState::new(store));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
