@@ -142,3 +142,156 @@ fn older_and_newer_kubectl_apply_and_get() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
     }
 }
+
+#[test]
+fn kubectl_get_watch_receives_a_change() {
+    let c = Cluster::up();
+    let file = c.write("web.yaml", WEB);
+    c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let mut watch = std::process::Command::new(kubectl_path(None))
+        .args(["get", "apps", "-w", "--output-watch-events"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let header = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the header");
+    assert!(
+        header.starts_with("EVENT") && header.contains("INSTANCES"),
+        "{header}"
+    );
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the initial ADDED");
+    assert!(
+        first.starts_with("ADDED") && first.contains("web"),
+        "{first}"
+    );
+    c.ok(&["scale", "app/web", "--replicas=7"]);
+    let next = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the change");
+    assert!(
+        next.starts_with("MODIFIED") && next.contains("web"),
+        "{next}"
+    );
+    c.ok(&["delete", "app", "web"]);
+    let gone = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the delete");
+    assert!(gone.starts_with("DELETED"), "{gone}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+#[test]
+fn kubectl_edit_through_kube_editor() {
+    let c = Cluster::up();
+    let file = c.write("web.yaml", WEB);
+    c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let editor = c.write(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/instances: 3/instances: 6/' \"$1\"\n",
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .expect("chmod");
+    let out = std::process::Command::new(kubectl_path(None))
+        .args(["edit", "app", "web"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .expect("kubectl edit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("app.drover.dev/web edited"));
+    assert_eq!(
+        c.ok(&["get", "app", "web", "-o", "jsonpath={.spec.instances}"]),
+        "6"
+    );
+}
+
+#[test]
+fn kubectl_wait_for_a_condition_set_through_status() {
+    let c = Cluster::up();
+    let file = c.write("web.yaml", WEB);
+    c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let status = r#"{"status":{"observedGeneration":1,"conditions":[{"type":"Available","status":"True","reason":"MinimumHealthy","message":"3/3 healthy","lastTransitionTime":"2026-11-24T00:00:00Z"}]}}"#;
+    let waiter = std::process::Command::new(kubectl_path(None))
+        .args([
+            "wait",
+            "app/web",
+            "--for=condition=Available",
+            "--timeout=30s",
+        ])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl wait");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.ok(&[
+        "patch",
+        "app",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    let out = waiter.wait_with_output().expect("wait output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("condition met"));
+    // The status write did not touch the spec or the generation.
+    assert_eq!(
+        c.ok(&["get", "app", "web", "-o", "jsonpath={.metadata.generation}"]),
+        "1"
+    );
+}
+
+#[test]
+fn kubectl_describe_shows_events() {
+    let c = Cluster::up();
+    let file = c.write("web.yaml", WEB);
+    c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let uid = c.ok(&["get", "app", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let event = format!(
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\n  namespace: default\ninvolvedObject:\n  apiVersion: drover.dev/v1alpha1\n  kind: App\n  name: web\n  namespace: default\n  uid: {uid}\nreason: FailedScheduling\nmessage: \"0/3 nodes: 3 insufficient memMiB\"\ntype: Warning\ncount: 1\nfirstTimestamp: \"2026-11-24T00:00:00Z\"\nlastTimestamp: \"2026-11-24T00:00:00Z\"\nsource:\n  component: drover-scheduler\n"
+    );
+    let ev = c.write("event.yaml", &event);
+    c.ok(&["create", "-f", ev.to_str().expect("utf-8")]);
+    let out = c.ok(&["describe", "app", "web"]);
+    assert!(out.contains("Events:"), "{out}");
+    assert!(
+        out.contains("FailedScheduling") && out.contains("insufficient memMiB"),
+        "{out}"
+    );
+    let evs = c.ok(&["get", "events"]);
+    assert!(evs.contains("FailedScheduling"), "{evs}");
+}

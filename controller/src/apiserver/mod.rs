@@ -5,6 +5,7 @@
 //! apply patches; `server` routes requests to `reads`, `writes` and `watch`, which keep
 //! objects through `objects` and answer errors through `status`.
 
+pub mod core;
 pub mod discovery;
 pub mod fieldpath;
 pub mod objects;

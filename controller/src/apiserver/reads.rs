@@ -21,6 +21,20 @@ pub fn allowed_fields(info: &KindInfo) -> Vec<&'static str> {
     if info.kind == "Task" {
         f.extend(["spec.nodeName", "status.phase"]);
     }
+    if info.kind == "Event" {
+        f.extend([
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "type",
+            "source",
+        ]);
+    }
     f
 }
 

@@ -74,6 +74,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/swagger-2.0.0.pb-v1", get(openapi_v2))
         .route("/apis/drover.dev/v1alpha1/{*rest}", any(resource))
+        .route("/api/v1/{*rest}", any(core_events))
         .fallback(|req: Request| async move { ApiError::route_not_found(req.uri().path()) })
         .with_state(state)
 }
@@ -114,28 +115,55 @@ async fn resource(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match dispatch(&state, method, &rest, &q, &headers, body).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
+    let result = match parse_target(&rest) {
+        Ok(t) => dispatch(&state, method, t, &q, &headers, body).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Core v1 Events (`/api/v1/[namespaces/{ns}/]events[/{name}]`): the same objects as
+/// drover.dev Events, spoken as `v1`, so `kubectl describe` finds them.
+async fn core_events(
+    State(state): State<ApiState>,
+    method: Method,
+    Path(rest): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<Query>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let t = crate::apiserver::core::parse_target(&rest)?;
+        let raw = read_body(body).await?;
+        let body = Body::from(crate::apiserver::core::request_body(raw)?);
+        let resp = dispatch(&state, method, t, &q, &headers, body).await?;
+        crate::apiserver::core::response(resp).await
     }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn dispatch(
     state: &ApiState,
     method: Method,
-    rest: &str,
+    t: Target,
     q: &Query,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let t = parse_target(rest)?;
     let accept = header(headers, "accept");
     let ua = header(headers, "user-agent");
     match (method.clone(), t.name.is_some(), t.sub) {
         (Method::GET, false, None) => {
             let selectors = reads::Selectors::parse(t.info, q)?;
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return watch::watch(state, &t, q, selectors).await;
+                let resp = watch::watch(state, &t, q, selectors).await?;
+                if table::wants_table(accept) {
+                    let include =
+                        table::parse_include_object(q.get("includeObject").map(String::as_str));
+                    return Ok(table_watch(t.info, resp, include));
+                }
+                return Ok(resp);
             }
             let listed = reads::list_objects(state, &t, q, &selectors).await?;
             if table::wants_table(accept) {
@@ -235,6 +263,49 @@ async fn dispatch(
             describe(&t)
         ))),
     }
+}
+
+/// `kubectl get -w` asks for Tables: each event's object becomes a one-row Table (the
+/// first with the column definitions, as Kubernetes sends them).
+fn table_watch(
+    info: &'static drover_api::KindInfo,
+    resp: Response,
+    include: table::IncludeObject,
+) -> Response {
+    use futures::StreamExt;
+    let (parts, body) = resp.into_parts();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut first = true;
+    let lines = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        pending.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Ok(mut ev) = serde_json::from_slice::<Value>(&line) else {
+                out.extend_from_slice(&line);
+                continue;
+            };
+            let kind = ev.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+            if kind != "ERROR" && kind != "BOOKMARK" {
+                if let Some(obj) = ev.get("object").cloned() {
+                    let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                    let mut tbl = table::table(info, &[obj], meta, include, chrono::Utc::now());
+                    if !first {
+                        if let Some(o) = tbl.as_object_mut() {
+                            o.remove("columnDefinitions");
+                        }
+                    }
+                    first = false;
+                    ev["object"] = tbl;
+                }
+            }
+            out.extend_from_slice(ev.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(out))
+    });
+    Response::from_parts(parts, Body::from_stream(lines))
 }
 
 fn describe(t: &Target) -> String {

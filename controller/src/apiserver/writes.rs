@@ -279,7 +279,20 @@ async fn finish(
 ) -> ApiResult<Written> {
     let (mut new, warnings) = admit(t.info, new, opts.validation)?;
     set_resource_version(&mut new, revision);
-    if new == *current || opts.dry_run {
+    // A write that changes nothing but managedFields timestamps is a no-op: the
+    // resourceVersion stays, so an unchanged apply reads as unchanged.
+    if same_but_times(&new, current) || opts.dry_run {
+        let mut kept = current.clone();
+        if opts.dry_run {
+            kept = new;
+        }
+        return Ok(Written {
+            object: kept,
+            created: false,
+            warnings,
+        });
+    }
+    if new == *current {
         return Ok(Written {
             object: new,
             created: false,
@@ -302,6 +315,25 @@ async fn finish(
         created: false,
         warnings,
     })
+}
+
+fn without_times(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(entries) = v
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
+        for e in entries {
+            if let Some(o) = e.as_object_mut() {
+                o.remove("time");
+            }
+        }
+    }
+    v
+}
+
+fn same_but_times(a: &Value, b: &Value) -> bool {
+    a == b || without_times(a) == without_times(b)
 }
 
 fn check_type_keeps(info: &KindInfo, current: &Value, new: &Value) -> ApiResult<()> {
