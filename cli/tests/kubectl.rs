@@ -5,9 +5,31 @@ mod common;
 
 use common::{kubectl_path, Cluster, WEB};
 
-#[test]
-fn kubectl_apply_get_scale_delete() {
-    let c = Cluster::up();
+/// Every case runs against `drover up` (embedded store) and `drover server` on etcd.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $case() { super::$case(&super::Cluster::up()); } )*
+        }
+        mod etcd {
+            $( #[test] fn $case() { super::$case(&super::Cluster::on_etcd()); } )*
+        }
+    };
+}
+
+on_both_stores!(
+    kubectl_apply_get_scale_delete,
+    kubectl_server_side_apply,
+    kubectl_shows_422_with_the_field_path,
+    kubectl_discovery_and_explain,
+    older_and_newer_kubectl_apply_and_get,
+    kubectl_get_watch_receives_a_change,
+    kubectl_edit_through_kube_editor,
+    kubectl_wait_for_a_condition_set_through_status,
+    kubectl_describe_shows_events,
+);
+
+fn kubectl_apply_get_scale_delete(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     let f = file.to_str().expect("utf-8 path");
 
@@ -74,9 +96,7 @@ fn kubectl_apply_get_scale_delete() {
     );
 }
 
-#[test]
-fn kubectl_server_side_apply() {
-    let c = Cluster::up();
+fn kubectl_server_side_apply(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     let f = file.to_str().expect("utf-8 path");
     let out = c.ok(&["apply", "--server-side", "-f", f]);
@@ -96,9 +116,7 @@ fn kubectl_server_side_apply() {
     assert!(managers.contains("kubectl"), "{managers}");
 }
 
-#[test]
-fn kubectl_shows_422_with_the_field_path() {
-    let c = Cluster::up();
+fn kubectl_shows_422_with_the_field_path(c: &Cluster) {
     let bad = c.write("bad.yaml", &WEB.replace("instances: 3", "instances: -1"));
     let out = c.kubectl(&["apply", "-f", bad.to_str().expect("utf-8")]);
     assert!(!out.status.success());
@@ -109,9 +127,7 @@ fn kubectl_shows_422_with_the_field_path() {
     assert!(!c.kubectl(&["get", "app", "web"]).status.success());
 }
 
-#[test]
-fn kubectl_discovery_and_explain() {
-    let c = Cluster::up();
+fn kubectl_discovery_and_explain(c: &Cluster) {
     let out = c.ok(&["api-resources", "--api-group=drover.dev"]);
     for r in ["apps", "tasks", "jobs", "nodes"] {
         assert!(out.contains(r), "missing {r} in {out}");
@@ -120,9 +136,7 @@ fn kubectl_discovery_and_explain() {
     assert!(out.contains("intervalSeconds"), "{out}");
 }
 
-#[test]
-fn older_and_newer_kubectl_apply_and_get() {
-    let c = Cluster::up();
+fn older_and_newer_kubectl_apply_and_get(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     let f = file.to_str().expect("utf-8 path");
     for v in ["1.27", "1.33"] {
@@ -143,9 +157,7 @@ fn older_and_newer_kubectl_apply_and_get() {
     }
 }
 
-#[test]
-fn kubectl_get_watch_receives_a_change() {
-    let c = Cluster::up();
+fn kubectl_get_watch_receives_a_change(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
     let mut watch = std::process::Command::new(kubectl_path(None))
@@ -199,9 +211,7 @@ fn kubectl_get_watch_receives_a_change() {
     let _ = watch.wait();
 }
 
-#[test]
-fn kubectl_edit_through_kube_editor() {
-    let c = Cluster::up();
+fn kubectl_edit_through_kube_editor(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
     let editor = c.write(
@@ -232,9 +242,7 @@ fn kubectl_edit_through_kube_editor() {
     );
 }
 
-#[test]
-fn kubectl_wait_for_a_condition_set_through_status() {
-    let c = Cluster::up();
+fn kubectl_wait_for_a_condition_set_through_status(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
     let status = r#"{"status":{"observedGeneration":1,"conditions":[{"type":"Available","status":"True","reason":"MinimumHealthy","message":"3/3 healthy","lastTransitionTime":"2026-11-24T00:00:00Z"}]}}"#;
@@ -275,9 +283,7 @@ fn kubectl_wait_for_a_condition_set_through_status() {
     );
 }
 
-#[test]
-fn kubectl_describe_shows_events() {
-    let c = Cluster::up();
+fn kubectl_describe_shows_events(c: &Cluster) {
     let file = c.write("web.yaml", WEB);
     c.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
     let uid = c.ok(&["get", "app", "web", "-o", "jsonpath={.metadata.uid}"]);

@@ -13,6 +13,7 @@ pub struct Cluster {
     pub server: String,
     pub kubeconfig: PathBuf,
     cache: tempfile::TempDir,
+    _etcd: Option<drover_store::EtcdServer>,
 }
 
 impl Cluster {
@@ -20,6 +21,55 @@ impl Cluster {
     pub fn up() -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::up_in(dir)
+    }
+
+    /// `drover server` on a real etcd started for this test (the etcd lives as long as
+    /// the cluster).
+    pub fn on_etcd() -> Cluster {
+        let etcd = drover_store::EtcdServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "server",
+                "--store",
+                "etcd",
+                "--listen",
+                "127.0.0.1:0",
+                "--etcd-endpoints",
+                etcd.endpoint(),
+            ])
+            .env("DROVER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn drover server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines
+            .next()
+            .expect("drover server printed nothing")
+            .expect("utf-8");
+        let server = ready
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .unwrap_or_else(|| panic!("no server address in {ready:?}"))
+            .to_string();
+        std::thread::spawn(move || for _ in lines {});
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: drover\n  cluster:\n    server: {server}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: drover\n  context:\n    cluster: drover\n    user: admin\n    namespace: default\ncurrent-context: drover\n"
+            ),
+        )
+        .expect("write kubeconfig");
+        Cluster {
+            child,
+            dir,
+            server,
+            kubeconfig,
+            cache: tempfile::tempdir().expect("cache dir"),
+            _etcd: Some(etcd),
+        }
     }
 
     pub fn up_in(dir: tempfile::TempDir) -> Cluster {
@@ -52,6 +102,7 @@ impl Cluster {
             server,
             kubeconfig,
             cache: tempfile::tempdir().expect("cache dir"),
+            _etcd: None,
         }
     }
 
