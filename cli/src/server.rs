@@ -21,12 +21,16 @@ pub struct ServerArgs {
     /// etcd client URLs, comma-separated (with --store etcd).
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_endpoints: Vec<String>,
-    /// The embedded store's directory (with --store embedded).
+    /// Where the server keeps its certificates, tokens and kubeconfig, and (with
+    /// --store embedded) the store.
     #[arg(long, env = "DROVER_DATA_DIR", default_value = "drover-data")]
     data_dir: PathBuf,
     /// Address of the API server (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Serve plain HTTP without authentication (development only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -54,14 +58,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let (security, access) = crate::serving::security(&args.data_dir, addr, args.insecure)?;
+        let kubeconfig = args.data_dir.join("kubeconfig");
+        crate::serving::write_kubeconfig(&kubeconfig, &access)?;
         let stop = crate::signals::stop_signal()?;
         println!(
-            "drover server: API server http://{} on the {:?} store",
-            listener.local_addr()?,
-            args.store
+            "drover server: API server {} on the {:?} store",
+            access.server, args.store
         );
-        let shutdown = stop;
-        drover_controller::apiserver::serve(store, listener, shutdown)
+        println!("export KUBECONFIG={}", kubeconfig.display());
+        drover_controller::apiserver::secure::serve_with(store, listener, security, stop)
             .await
             .context("serving the API")?;
         anyhow::Ok(())

@@ -3,7 +3,7 @@
 //! Writes a kubeconfig for kubectl and drover alike.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,9 @@ pub struct UpArgs {
     /// Start, report readiness, and stop (for scripts and tests).
     #[arg(long)]
     exit_when_ready: bool,
+    /// Serve plain HTTP without authentication (development only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -47,11 +50,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let server = format!("http://{addr}");
+        let (security, access) = crate::serving::security(&data_dir, addr, args.insecure)?;
+        let server = access.server.clone();
         // Registered before we announce readiness, so an early Ctrl-C still stops cleanly.
         let stop = crate::signals::stop_signal()?;
         let kubeconfig = data_dir.join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &server)?;
+        crate::serving::write_kubeconfig(&kubeconfig, &access)?;
         println!(
             "drover up: ready in {} ms — API server {server}, embedded store at {} (revision {revision}, {objects} objects)",
             started.elapsed().as_millis(),
@@ -67,20 +71,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             stop.await;
             println!("drover up: stopping");
         };
-        drover_controller::apiserver::serve(store, listener, shutdown)
+        drover_controller::apiserver::secure::serve_with(store, listener, security, shutdown)
             .await
             .context("serving the API")?;
         anyhow::Ok(())
     })
-}
-
-/// A kubeconfig as kubectl reads it: one cluster, one user, one context.
-pub fn write_kubeconfig(path: &Path, server: &str) -> anyhow::Result<()> {
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: drover\n  cluster:\n    server: {server}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: drover\n  context:\n    cluster: drover\n    user: admin\n    namespace: default\ncurrent-context: drover\n"
-    );
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -37,7 +37,9 @@ impl Cluster {
                 "127.0.0.1:0",
                 "--etcd-endpoints",
                 etcd.endpoint(),
+                "--data-dir",
             ])
+            .arg(dir.path())
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -55,13 +57,6 @@ impl Cluster {
             .to_string();
         std::thread::spawn(move || for _ in lines {});
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: drover\n  cluster:\n    server: {server}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: drover\n  context:\n    cluster: drover\n    user: admin\n    namespace: default\ncurrent-context: drover\n"
-            ),
-        )
-        .expect("write kubeconfig");
         Cluster {
             child,
             dir,

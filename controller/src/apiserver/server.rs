@@ -14,10 +14,13 @@ use axum::{Json, Router};
 use drover_store::Store;
 use serde_json::{json, Value};
 
+use crate::apiserver::auth::{self, Identity};
+use crate::apiserver::metrics::{self, ApiMetrics};
 use crate::apiserver::request::{
     content_type, decode, header, parse_target, read_body, Subresource, Target,
 };
 use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::watch_cache::WatchCache;
 use crate::apiserver::writes::{PatchType, WriteOptions, Written};
 use crate::apiserver::{discovery, openapi, reads, table, watch, writes};
 
@@ -27,6 +30,8 @@ pub type Query = HashMap<String, String>;
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     openapi: Arc<OpenApi>,
+    pub watch_cache: WatchCache,
+    pub metrics: Arc<ApiMetrics>,
 }
 
 struct OpenApi {
@@ -39,6 +44,8 @@ impl ApiState {
         let v3 = openapi::v3_document();
         let hash = openapi::document_hash(&v3);
         ApiState {
+            watch_cache: WatchCache::new(store.clone()),
+            metrics: Arc::new(ApiMetrics::new()),
             store,
             openapi: Arc::new(OpenApi { v3, hash }),
         }
@@ -51,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::serve))
         .route("/api", get(|| async { Json(discovery::api_versions()) }))
         .route(
             "/api/v1",
@@ -76,6 +84,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/drover.dev/v1alpha1/{*rest}", any(resource))
         .route("/api/v1/{*rest}", any(core_events))
         .fallback(|req: Request| async move { ApiError::route_not_found(req.uri().path()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::record,
+        ))
         .with_state(state)
 }
 
@@ -109,14 +121,16 @@ async fn openapi_v2() -> Response {
 
 async fn resource(
     State(state): State<ApiState>,
+    identity: Option<axum::Extension<Identity>>,
     method: Method,
     Path(rest): Path<String>,
     axum::extract::Query(q): axum::extract::Query<Query>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let id = identity.map(|axum::Extension(id)| id);
     let result = match parse_target(&rest) {
-        Ok(t) => dispatch(&state, method, t, &q, &headers, body).await,
+        Ok(t) => dispatch(&state, id.as_ref(), method, t, &q, &headers, body).await,
         Err(e) => Err(e),
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -126,6 +140,7 @@ async fn resource(
 /// drover.dev Events, spoken as `v1`, so `kubectl describe` finds them.
 async fn core_events(
     State(state): State<ApiState>,
+    identity: Option<axum::Extension<Identity>>,
     method: Method,
     Path(rest): Path<String>,
     axum::extract::Query(q): axum::extract::Query<Query>,
@@ -136,7 +151,8 @@ async fn core_events(
         let t = crate::apiserver::core::parse_target(&rest)?;
         let raw = read_body(body).await?;
         let body = Body::from(crate::apiserver::core::request_body(raw)?);
-        let resp = dispatch(&state, method, t, &q, &headers, body).await?;
+        let id = identity.map(|axum::Extension(id)| id);
+        let resp = dispatch(&state, id.as_ref(), method, t, &q, &headers, body).await?;
         crate::apiserver::core::response(resp).await
     }
     .await;
@@ -145,12 +161,22 @@ async fn core_events(
 
 async fn dispatch(
     state: &ApiState,
+    id: Option<&Identity>,
     method: Method,
     t: Target,
     q: &Query,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    if let Some(id) = id {
+        let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let verb = auth::verb(&method, &t, watching);
+        auth::authorize(id, verb, &t, q.get("fieldSelector").map(String::as_str))?;
+        if id.role == auth::Role::Agent && t.info.kind == "Task" && t.name.is_some() {
+            let (task, _) = reads::get_object(state, &t).await?;
+            auth::agent_may_touch_task(id, verb, &t, &task)?;
+        }
+    }
     let accept = header(headers, "accept");
     let ua = header(headers, "user-agent");
     match (method.clone(), t.name.is_some(), t.sub) {

@@ -18,6 +18,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> TestServer {
+        Self::start_with(Default::default())
+    }
+
+    /// With authentication (and/or TLS) as `drover up` serves.
+    pub fn start_with(security: drover_controller::apiserver::secure::Security) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -32,8 +37,13 @@ impl TestServer {
             let addr = listener.local_addr().expect("addr");
             let s = store.clone();
             tokio::spawn(async move {
-                let _ =
-                    drover_controller::apiserver::serve(s, listener, std::future::pending()).await;
+                let _ = drover_controller::apiserver::secure::serve_with(
+                    s,
+                    listener,
+                    security,
+                    std::future::pending(),
+                )
+                .await;
             });
             (addr, store)
         });

@@ -1,0 +1,95 @@
+//! What `up` and `server` share: the PKI and tokens in the data directory, the
+//! serving security, and the kubeconfig they write for kubectl and drover alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine;
+use drover_controller::apiserver::auth::{load_or_create_tokens, Authenticator, Role};
+use drover_controller::apiserver::pki;
+use drover_controller::apiserver::secure::{tls_config, Security};
+
+/// How clients reach the server, for the kubeconfig.
+pub struct Access {
+    pub server: String,
+    pub ca_pem: Option<String>,
+    pub token: Option<String>,
+}
+
+/// TLS (with a CA generated on first start) and bearer tokens (an admin token
+/// generated on first start), or neither with `insecure`.
+pub fn security(
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+    insecure: bool,
+) -> anyhow::Result<(Security, Access)> {
+    if insecure {
+        return Ok((
+            Security::default(),
+            Access {
+                server: format!("http://{addr}"),
+                ca_pem: None,
+                token: None,
+            },
+        ));
+    }
+    let mut hosts = vec![addr.ip().to_string()];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        hosts.push(h.trim().to_string());
+    }
+    let pki = pki::ensure(&data_dir.join("pki"), &hosts)
+        .context("preparing the cluster's certificates")?;
+    let tokens =
+        load_or_create_tokens(&data_dir.join("tokens.yaml")).context("reading the token file")?;
+    let admin = tokens
+        .iter()
+        .find(|t| t.role == Role::Admin)
+        .map(|t| t.token.clone())
+        .context("the token file has no admin token")?;
+    let security = Security {
+        tls: Some(tls_config(&pki).context("configuring TLS")?),
+        auth: Some(Arc::new(Authenticator::new(&tokens))),
+    };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Ok((
+        security,
+        Access {
+            server: format!("https://{host}:{}", addr.port()),
+            ca_pem: Some(pki.ca_cert_pem),
+            token: Some(admin),
+        },
+    ))
+}
+
+/// A kubeconfig as kubectl reads it: one cluster, one user, one context.
+pub fn write_kubeconfig(path: &Path, access: &Access) -> anyhow::Result<()> {
+    let mut cluster = format!("    server: {}\n", access.server);
+    if let Some(ca) = &access.ca_pem {
+        let data = base64::engine::general_purpose::STANDARD.encode(ca);
+        cluster.push_str(&format!("    certificate-authority-data: {data}\n"));
+    }
+    let user = match &access.token {
+        Some(t) => format!("  user:\n    token: {t}\n"),
+        None => "  user: {}\n".to_string(),
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: drover\n  cluster:\n{cluster}users:\n- name: admin\n{user}contexts:\n- name: drover\n  context:\n    cluster: drover\n    user: admin\n    namespace: default\ncurrent-context: drover\n"
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("protecting {}", path.display()))
+}
