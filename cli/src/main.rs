@@ -1,10 +1,16 @@
-//! `drover`: the command users type. Today: `up` (a single-machine cluster: embedded
-//! store + API server), `server` (the API server on the embedded store or etcd) and
-//! `version`; the kubectl-like verbs and `agent` are next.
+//! `drover`: the command users type. `up` (a single-machine cluster: embedded store +
+//! API server), `server` (the API server on the embedded store or etcd), and the
+//! kubectl-like verbs (`apply`, `get`, `describe`, `delete`, `scale`, `edit`, `wait`,
+//! `api-resources`, `version`) that talk to an API server through a kubeconfig.
 
+mod client;
+mod cmd;
+mod print;
 mod server;
+mod serving;
 mod signals;
 mod up;
+mod yaml_lines;
 
 use clap::{Parser, Subcommand};
 
@@ -25,8 +31,24 @@ enum Command {
     Up(up::UpArgs),
     /// Run the API server alone, on the embedded store or on etcd.
     Server(server::ServerArgs),
-    /// Print the client version.
-    Version,
+    /// Apply manifests (server-side apply): files, directories or - for stdin.
+    Apply(cmd::apply::ApplyArgs),
+    /// List objects or show some, as a table, YAML, JSON or names.
+    Get(cmd::get::GetArgs),
+    /// Show an object in detail, with its events.
+    Describe(cmd::describe::DescribeArgs),
+    /// Delete objects (and wait until they are gone).
+    Delete(cmd::delete::DeleteArgs),
+    /// Set the number of instances of an App.
+    Scale(cmd::scale::ScaleArgs),
+    /// Edit an object in your editor and save it back.
+    Edit(cmd::edit::EditArgs),
+    /// Wait for a condition on objects, or for their deletion.
+    Wait(cmd::wait::WaitArgs),
+    /// List the kinds the server serves.
+    ApiResources(cmd::api_resources::ApiResourcesArgs),
+    /// Print the client version, and the server's when it answers.
+    Version(cmd::version::VersionArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,17 +59,27 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // One TLS provider for every connection; ring, not aws-lc-rs (see Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Server(args) => server::run(args),
-        Command::Version => {
-            println!("drover {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Describe(args) => cmd::describe::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Scale(args) => cmd::scale::run(args),
+        Command::Edit(args) => cmd::edit::run(args),
+        Command::Wait(args) => cmd::wait::run(args),
+        Command::ApiResources(args) => cmd::api_resources::run(args),
+        Command::Version(args) => cmd::version::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cmd::AlreadyReported>().is_some() => {
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("drover: {e:#}");
             std::process::ExitCode::FAILURE
