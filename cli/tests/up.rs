@@ -67,10 +67,9 @@ fn up_is_ready_fast_and_stops_cleanly_on_ctrl_c() {
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
 }
 
-#[test]
-fn a_second_up_has_everything_the_first_had() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = drover()
+/// `drover up --exit-when-ready` on `dir`.
+fn up_once(dir: &std::path::Path) -> std::process::Output {
+    drover()
         .args([
             "up",
             "--listen",
@@ -78,9 +77,15 @@ fn a_second_up_has_everything_the_first_had() {
             "--exit-when-ready",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(dir)
         .output()
-        .expect("run drover up");
+        .expect("run drover up")
+}
+
+#[test]
+fn a_second_up_has_everything_the_first_had() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = up_once(dir.path());
     assert!(
         out.status.success(),
         "{}",
@@ -99,17 +104,7 @@ fn a_second_up_has_everything_the_first_had() {
     });
     std::thread::sleep(Duration::from_millis(200));
 
-    let out = drover()
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--exit-when-ready",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run drover up");
+    let out = up_once(dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -125,17 +120,7 @@ fn up_refuses_a_foreign_data_directory_and_names_it() {
     let store_dir = dir.path().join("store");
     std::fs::create_dir_all(&store_dir).expect("mkdir");
     std::fs::write(store_dir.join("notes.txt"), "mine").expect("write");
-    let out = drover()
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--exit-when-ready",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run drover up");
+    let out = up_once(dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

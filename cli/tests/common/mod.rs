@@ -28,63 +28,47 @@ impl Cluster {
     pub fn on_etcd() -> Cluster {
         let etcd = drover_store::EtcdServer::start().unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().expect("temp dir");
+        let endpoint = etcd.endpoint().to_string();
+        let args = [
+            "server",
+            "--store",
+            "etcd",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd-endpoints",
+            &endpoint,
+        ];
+        Self::start(&args, dir, Some(etcd))
+    }
+
+    pub fn up_in(dir: tempfile::TempDir) -> Cluster {
+        Self::start(&["up", "--listen", "127.0.0.1:0"], dir, None)
+    }
+
+    /// Runs `drover ARGS --data-dir DIR` and reads the server address from the first
+    /// line it prints.
+    fn start(
+        args: &[&str],
+        dir: tempfile::TempDir,
+        etcd: Option<drover_store::EtcdServer>,
+    ) -> Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "server",
-                "--store",
-                "etcd",
-                "--listen",
-                "127.0.0.1:0",
-                "--etcd-endpoints",
-                etcd.endpoint(),
-                "--data-dir",
-            ])
+            .args(args)
+            .arg("--data-dir")
             .arg(dir.path())
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn drover server");
+            .expect("spawn drover");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let ready = lines
             .next()
-            .expect("drover server printed nothing")
+            .expect("drover printed nothing")
             .expect("utf-8");
         let server = ready
             .split_whitespace()
             .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("no server address in {ready:?}"))
-            .to_string();
-        std::thread::spawn(move || for _ in lines {});
-        let kubeconfig = dir.path().join("kubeconfig");
-        Cluster {
-            child,
-            dir,
-            server,
-            kubeconfig,
-            cache: tempfile::tempdir().expect("cache dir"),
-            _etcd: Some(etcd),
-        }
-    }
-
-    pub fn up_in(dir: tempfile::TempDir) -> Cluster {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("DROVER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn drover up");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines
-            .next()
-            .expect("drover up printed nothing")
-            .expect("utf-8");
-        let server = ready
-            .split_whitespace()
-            .skip_while(|w| *w != "server")
-            .nth(1)
             .unwrap_or_else(|| panic!("no server address in {ready:?}"))
             .trim_end_matches(',')
             .to_string();
@@ -97,7 +81,7 @@ impl Cluster {
             server,
             kubeconfig,
             cache: tempfile::tempdir().expect("cache dir"),
-            _etcd: None,
+            _etcd: etcd,
         }
     }
 

@@ -216,52 +216,13 @@ async fn commit(
         // Status writes change only .status.
         Some(Subresource::Status) => {
             let mut new = current.clone();
-            match sent.get("status") {
-                Some(s) => new["status"] = s.clone(),
-                None => {
-                    if let Some(o) = new.as_object_mut() {
-                        o.remove("status");
-                    }
-                }
-            }
+            copy_status(&sent, &mut new);
             new
         }
-        _ => {
-            let mut new = sent;
-            if info.has_status {
-                match current.get("status") {
-                    Some(s) => new["status"] = s.clone(),
-                    None => {
-                        if let Some(o) = new.as_object_mut() {
-                            o.remove("status");
-                        }
-                    }
-                }
-            }
-            new
-        }
+        _ => sent,
     };
-    check_type_keeps(info, current, &new)?;
-    for f in [
-        "uid",
-        "creationTimestamp",
-        "namespace",
-        "name",
-        "deletionTimestamp",
-        "generation",
-    ] {
-        match current.get("metadata").and_then(|m| m.get(f)) {
-            Some(v) => set_meta(&mut new, f, v.clone()),
-            None => remove_meta(&mut new, f),
-        }
-    }
-    let generation = current
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    if spec_changed(current, &new) {
-        set_meta(&mut new, "generation", json!(generation + 1));
-    }
+    crate::apiserver::objects::check_type(info, &new)?;
+    carry_server_fields(info, t.sub, current, &mut new);
     let now = now_rfc3339();
     patch::record_update(Some(current), &mut new, &opts.manager, &now);
     finish(state, t, &name, current, revision, new, opts).await
@@ -334,11 +295,6 @@ fn without_times(v: &Value) -> Value {
 
 fn same_but_times(a: &Value, b: &Value) -> bool {
     a == b || without_times(a) == without_times(b)
-}
-
-fn check_type_keeps(info: &KindInfo, current: &Value, new: &Value) -> ApiResult<()> {
-    let _ = current;
-    crate::apiserver::objects::check_type(info, new)
 }
 
 /// The kinds of PATCH bodies.
@@ -469,36 +425,54 @@ async fn finish_apply(
     mut new: Value,
     opts: &WriteOptions,
 ) -> ApiResult<Written> {
-    if t.info.has_status && t.sub.is_none() {
-        match current.get("status") {
-            Some(s) => new["status"] = s.clone(),
-            None => {
-                if let Some(o) = new.as_object_mut() {
-                    o.remove("status");
-                }
+    carry_server_fields(t.info, t.sub, current, &mut new);
+    finish(state, t, name, current, revision, new, opts).await
+}
+
+/// `to.status` becomes `from.status` (or goes, if `from` has none).
+fn copy_status(from: &Value, to: &mut Value) {
+    match from.get("status") {
+        Some(s) => to["status"] = s.clone(),
+        None => {
+            if let Some(o) = to.as_object_mut() {
+                o.remove("status");
             }
         }
+    }
+}
+
+/// What the server owns on an existing object, whatever the client sent: identity,
+/// timestamps, the generation (bumped when the spec changes) and — on writes to the
+/// main resource — the status.
+fn carry_server_fields(
+    info: &KindInfo,
+    sub: Option<Subresource>,
+    current: &Value,
+    new: &mut Value,
+) {
+    if info.has_status && sub != Some(Subresource::Status) {
+        copy_status(current, new);
     }
     for f in [
         "uid",
         "creationTimestamp",
         "namespace",
+        "name",
         "deletionTimestamp",
         "generation",
     ] {
         match current.get("metadata").and_then(|m| m.get(f)) {
-            Some(v) => set_meta(&mut new, f, v.clone()),
-            None => remove_meta(&mut new, f),
+            Some(v) => set_meta(new, f, v.clone()),
+            None => remove_meta(new, f),
         }
     }
     let generation = current
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    if spec_changed(current, &new) {
-        set_meta(&mut new, "generation", json!(generation + 1));
+    if spec_changed(current, new) {
+        set_meta(new, "generation", json!(generation + 1));
     }
-    finish(state, t, name, current, revision, new, opts).await
 }
 
 /// Applies a changed Scale back onto the object: replicas ↔ spec.instances.
