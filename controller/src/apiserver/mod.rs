@@ -14,6 +14,7 @@ pub mod fieldpath;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 pub mod pki;
 pub mod reads;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::apiserver::auth::{self, Identity};
 use crate::apiserver::metrics::{self, ApiMetrics};
+use crate::apiserver::openapi_v2::{self, V2Document};
 use crate::apiserver::request::{
     content_type, decode, header, parse_target, read_body, Subresource, Target,
 };
@@ -104,19 +105,31 @@ async fn openapi_v3(State(state): State<ApiState>) -> Response {
     resp
 }
 
-/// kubectl < 1.29 fetches the v2 document, as protobuf only, before validating an apply.
-/// An (encoded) `openapi_v2.Document` that names only its version makes it skip
-/// client-side validation for our kinds and rely on the server's (`fieldValidation`).
-async fn openapi_v2() -> Response {
-    const DOCUMENT: &[u8] = &[0x0a, 0x03, b'2', b'.', b'0'];
-    (
+/// kubectl < 1.29 fetches the v2 document, as protobuf only, for `kubectl explain` and
+/// before validating an apply: gnostic's `openapi.v2.Document`, built once.
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    static DOCUMENT: OnceLock<V2Document> = OnceLock::new();
+    let doc = DOCUMENT.get_or_init(openapi_v2::v2_served);
+    let etag = HeaderValue::from_str(&doc.etag).ok();
+    if etag.is_some() && headers.get("if-none-match") == etag.as_ref() {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(etag) = etag {
+            resp.headers_mut().insert("etag", etag);
+        }
+        return resp;
+    }
+    let mut resp = (
         [(
             "content-type",
             "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
         )],
-        DOCUMENT,
+        Body::from(doc.bytes.as_slice()),
     )
-        .into_response()
+        .into_response();
+    if let Some(etag) = etag {
+        resp.headers_mut().insert("etag", etag);
+    }
+    resp
 }
 
 async fn resource(
