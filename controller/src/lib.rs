@@ -2,3 +2,4 @@
 //! the controllers and the two-level allocator. Built on `drover-store`.
 
 pub mod apiserver;
+pub mod runtime;

@@ -1,0 +1,104 @@
+//! A cache of one kind that readers share: an exclusive `Writer` fed by a watcher, and
+//! cheap-clone `Reader`s that can wait until the first full list has arrived.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use drover_api::DroverKind;
+use tokio::sync::watch;
+
+use crate::runtime::object::ObjectKey;
+use crate::runtime::watcher::Event;
+
+struct Inner<K> {
+    objects: RwLock<HashMap<ObjectKey, Arc<K>>>,
+}
+
+pub struct Writer<K> {
+    inner: Arc<Inner<K>>,
+    ready: watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+pub struct Reader<K> {
+    inner: Arc<Inner<K>>,
+    ready: watch::Receiver<bool>,
+}
+
+pub fn reflector<K: DroverKind>() -> (Writer<K>, Reader<K>) {
+    let inner = Arc::new(Inner {
+        objects: RwLock::new(HashMap::new()),
+    });
+    let (tx, rx) = watch::channel(false);
+    (
+        Writer {
+            inner: inner.clone(),
+            ready: tx,
+        },
+        Reader { inner, ready: rx },
+    )
+}
+
+impl<K: DroverKind> Writer<K> {
+    pub fn apply(&mut self, event: &Event<K>) {
+        let mut objects = self
+            .inner
+            .objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::Restarted(all) => {
+                *objects = all
+                    .iter()
+                    .map(|o| (ObjectKey::of(o), Arc::new(o.clone())))
+                    .collect();
+                let _ = self.ready.send(true);
+            }
+            Event::Applied(o) => {
+                objects.insert(ObjectKey::of(o), Arc::new(o.clone()));
+            }
+            Event::Deleted(o) => {
+                objects.remove(&ObjectKey::of(o));
+            }
+        }
+    }
+}
+
+impl<K: DroverKind> Reader<K> {
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.inner
+            .objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.inner
+            .objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner
+            .objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Resolves once the first complete list has been applied.
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+}
