@@ -3,6 +3,7 @@
 //! kubectl-like verbs (`apply`, `get`, `describe`, `delete`, `scale`, `edit`, `wait`,
 //! `api-resources`, `version`) that talk to an API server through a kubeconfig.
 
+mod agent;
 mod client;
 mod cmd;
 mod print;
@@ -31,6 +32,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run the API server alone, on the embedded store or on etcd.
     Server(server::ServerArgs),
+    /// Run the node agent: register this machine and run the Tasks bound to it.
+    Agent(agent::AgentArgs),
     /// Apply manifests (server-side apply): files, directories or - for stdin.
     Apply(cmd::apply::ApplyArgs),
     /// List objects or show some, as a table, YAML, JSON or names.
@@ -65,6 +68,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Server(args) => server::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Get(args) => cmd::get::run(args),
         Command::Describe(args) => cmd::describe::run(args),

@@ -1,0 +1,76 @@
+//! `drover agent`: the node agent — registers this machine as a Node, runs the Tasks
+//! bound to it with the process driver, and reports their status.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use drover_agent::client::{connect, Connection};
+use drover_agent::config::{detect_hostname, parse_attribute};
+use drover_agent::driver::process::ProcessDriver;
+use drover_agent::{Agent, AgentConfig};
+
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// API server URL (with --token); or use --kubeconfig.
+    #[arg(long, requires = "token", conflicts_with = "kubeconfig")]
+    server: Option<String>,
+    /// Bearer token of this node's agent (role `agent`).
+    #[arg(long, env = "DROVER_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Kubeconfig to connect with instead of --server/--token.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Where task sandboxes and checkpoints live.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Node attribute for constraints, `k=v` (repeatable).
+    #[arg(long = "attribute", value_name = "K=V")]
+    attributes: Vec<String>,
+    /// Host name (default: this machine's).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let connection = match (args.server, args.token, args.kubeconfig) {
+        (Some(server), Some(token), _) => Connection::Token {
+            server,
+            ca_file: args.ca_file,
+            token,
+        },
+        (None, _, Some(path)) => Connection::Kubeconfig(path),
+        _ => anyhow::bail!("give --server and --token, or --kubeconfig"),
+    };
+    let hostname = args.hostname.unwrap_or_else(detect_hostname);
+    let node = args.node_name.unwrap_or_else(|| hostname.clone());
+    let mut config = AgentConfig::new(node, hostname, args.data_dir);
+    for a in &args.attributes {
+        let (k, v) =
+            parse_attribute(a).with_context(|| format!("--attribute {a:?}: expected k=v"))?;
+        config.attributes.insert(k, v);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let stop = crate::signals::stop_signal().context("installing signal handlers")?;
+        let client = connect(&connection)
+            .await
+            .context("connecting to the API server")?;
+        let node = config.node_name.clone();
+        let agent = Agent::new(config, client, Arc::new(ProcessDriver::default()));
+        println!("drover agent: serving node {node}");
+        agent
+            .run(stop)
+            .await
+            .with_context(|| format!("agent for node {node}"))
+    })
+}
