@@ -59,7 +59,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let (security, access) = crate::serving::security(&args.data_dir, addr, args.insecure)?;
+        let (security, access) =
+            crate::serving::security(&args.data_dir, addr, args.insecure, None)?;
         let kubeconfig = args.data_dir.join("kubeconfig");
         crate::serving::write_kubeconfig(&kubeconfig, &access)?;
         let stop = crate::signals::stop_signal()?;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use base64::Engine;
-use drover_controller::apiserver::auth::{load_or_create_tokens, Authenticator, Role};
+use drover_controller::apiserver::auth::{
+    load_or_create_tokens, new_token, save_tokens, Authenticator, Role, TokenEntry,
+};
 use drover_controller::apiserver::pki;
 use drover_controller::apiserver::secure::{tls_config, Security};
 
@@ -15,14 +17,20 @@ pub struct Access {
     pub server: String,
     pub ca_pem: Option<String>,
     pub token: Option<String>,
+    /// The token of the local agent, when one was asked for.
+    pub agent_token: Option<String>,
 }
 
 /// TLS (with a CA generated on first start) and bearer tokens (an admin token
 /// generated on first start), or neither with `insecure`.
+///
+/// `local_agent`: the node name of an agent running in this process (`drover up`); an
+/// `agent` token for it is added to the token file if it has none.
 pub fn security(
     data_dir: &Path,
     addr: std::net::SocketAddr,
     insecure: bool,
+    local_agent: Option<&str>,
 ) -> anyhow::Result<(Security, Access)> {
     if insecure {
         return Ok((
@@ -31,6 +39,7 @@ pub fn security(
                 server: format!("http://{addr}"),
                 ca_pem: None,
                 token: None,
+                agent_token: local_agent.map(|_| "insecure".to_string()),
             },
         ));
     }
@@ -40,8 +49,12 @@ pub fn security(
     }
     let pki = pki::ensure(&data_dir.join("pki"), &hosts)
         .context("preparing the cluster's certificates")?;
-    let tokens =
-        load_or_create_tokens(&data_dir.join("tokens.yaml")).context("reading the token file")?;
+    let token_file = data_dir.join("tokens.yaml");
+    let mut tokens = load_or_create_tokens(&token_file).context("reading the token file")?;
+    let agent_token = match local_agent {
+        Some(node) => Some(agent_token_for(&token_file, &mut tokens, node)?),
+        None => None,
+    };
     let admin = tokens
         .iter()
         .find(|t| t.role == Role::Admin)
@@ -67,8 +80,33 @@ pub fn security(
             server: format!("https://{host}:{}", addr.port()),
             ca_pem: Some(pki.ca_cert_pem),
             token: Some(admin),
+            agent_token,
         },
     ))
+}
+
+/// The `agent` token of `node`, created (and saved) if the file has none.
+fn agent_token_for(
+    path: &Path,
+    tokens: &mut Vec<TokenEntry>,
+    node: &str,
+) -> anyhow::Result<String> {
+    if let Some(t) = tokens
+        .iter()
+        .find(|t| t.role == Role::Agent && t.node.as_deref() == Some(node))
+    {
+        return Ok(t.token.clone());
+    }
+    let entry = TokenEntry {
+        token: new_token(),
+        user: format!("system:node:{node}"),
+        role: Role::Agent,
+        node: Some(node.to_string()),
+    };
+    let token = entry.token.clone();
+    tokens.push(entry);
+    save_tokens(path, tokens).context("saving the token file")?;
+    Ok(token)
 }
 
 /// A kubeconfig as kubectl reads it: one cluster, one user, one context.

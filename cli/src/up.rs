@@ -1,6 +1,6 @@
 //! `drover up`: one process with everything a single machine needs — the embedded
-//! store and the API server today; controllers and a local agent join as they land.
-//! Writes a kubeconfig for kubectl and drover alike.
+//! store, the API server and a local agent (controllers join as they land). Writes a
+//! kubeconfig for kubectl and drover alike.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +24,9 @@ pub struct UpArgs {
     /// Serve plain HTTP without authentication (development only).
     #[arg(long)]
     insecure: bool,
+    /// Do not run a local agent (this machine then runs no tasks).
+    #[arg(long)]
+    no_agent: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -50,14 +53,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let (security, access) = crate::serving::security(&data_dir, addr, args.insecure)?;
+        let node = (!args.no_agent).then(drover_agent::config::detect_hostname);
+        let (security, access) = crate::serving::security(&data_dir, addr, args.insecure, node.as_deref())?;
         let server = access.server.clone();
         // Registered before we announce readiness, so an early Ctrl-C still stops cleanly.
         let stop = crate::signals::stop_signal()?;
         let kubeconfig = data_dir.join("kubeconfig");
         crate::serving::write_kubeconfig(&kubeconfig, &access)?;
+        let agent_note = node.as_deref().map(|n| format!(", local agent for node {n}")).unwrap_or_default();
         println!(
-            "drover up: ready in {} ms — API server {server}, embedded store at {} (revision {revision}, {objects} objects)",
+            "drover up: ready in {} ms — API server {server}, embedded store at {} (revision {revision}, {objects} objects){agent_note}",
             started.elapsed().as_millis(),
             store_dir.display()
         );
@@ -67,13 +72,65 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         println!("drover up: press Ctrl-C to stop");
         let store: Arc<dyn Store> = Arc::new(store);
-        let shutdown = async {
-            stop.await;
-            println!("drover up: stopping");
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
         };
-        drover_controller::apiserver::secure::serve_with(store, listener, security, shutdown)
-            .await
-            .context("serving the API")?;
+        let server = tokio::spawn(drover_controller::apiserver::secure::serve_with(
+            store,
+            listener,
+            security,
+            until_stopped(stopping.clone()),
+        ));
+        let agent = match (node, access.agent_token.clone()) {
+            (Some(node), Some(token)) => Some(tokio::spawn(local_agent(
+                node,
+                access.server.clone(),
+                token,
+                (!args.insecure).then(|| data_dir.join("pki").join("ca.crt")),
+                data_dir.join("agent"),
+                until_stopped(stopping.clone()),
+            ))),
+            _ => None,
+        };
+        stop.await;
+        println!("drover up: stopping");
+        let _ = stopping_tx.send(true);
+        if let Some(agent) = agent {
+            match agent.await {
+                Ok(Err(e)) => eprintln!("drover up: local agent: {e:#}"),
+                Err(e) => eprintln!("drover up: local agent: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        server.await.context("the API server task")?.context("serving the API")?;
         anyhow::Ok(())
     })
+}
+
+/// The agent of this machine, in this process, talking to the API like any other.
+async fn local_agent(
+    node: String,
+    server: String,
+    token: String,
+    ca_file: Option<PathBuf>,
+    data_dir: PathBuf,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use drover_agent::client::{connect, Connection};
+    let connection = Connection::Token {
+        server,
+        ca_file,
+        token,
+    };
+    let client = connect(&connection)
+        .await
+        .context("connecting the local agent")?;
+    let config = drover_agent::AgentConfig::new(node.clone(), node, data_dir);
+    let agent = drover_agent::Agent::new(
+        config,
+        client,
+        Arc::new(drover_agent::driver::process::ProcessDriver::default()),
+    );
+    agent.run(shutdown).await.context("running the local agent")
 }

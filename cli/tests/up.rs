@@ -1,5 +1,7 @@
 //! `drover up` as a user runs it: the real binary, a real data directory.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,4 +134,67 @@ fn up_refuses_a_foreign_data_directory_and_names_it() {
         std::fs::read_to_string(store_dir.join("notes.txt")).expect("read"),
         "mine"
     );
+}
+
+/// `drover up` brings its own agent: the machine registers as a Node and runs Tasks.
+#[test]
+fn up_runs_tasks_on_its_local_agent() {
+    let c = common::Cluster::up();
+    let mut node = String::new();
+    common::wait_for(
+        || {
+            node = c.ok(&[
+                "get",
+                "nodes.drover.dev",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ]);
+            !node.is_empty()
+        },
+        "the local agent's Node",
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "nodes.drover.dev",
+            &node,
+            "-o",
+            "jsonpath={.status.conditions[0].type}={.status.conditions[0].status}"
+        ]),
+        "Ready=True"
+    );
+    let task = format!(
+        "apiVersion: drover.dev/v1alpha1\nkind: Task\nmetadata: {{name: local-1}}\nspec:\n  nodeName: {node}\n  owner: {{kind: App, name: web}}\n  instance: 0\n  container: {{cmd: \"sleep 300\"}}\n"
+    );
+    let f = c.write("task.yaml", &task);
+    c.ok(&["apply", "-f", f.to_str().expect("utf-8")]);
+    let mut pid = String::new();
+    common::wait_for(
+        || {
+            pid = c.ok(&[
+                "get",
+                "task",
+                "local-1",
+                "-o",
+                "jsonpath={.status.phase}/{.status.pid}",
+            ]);
+            pid.starts_with("Running/") && pid.len() > "Running/".len()
+        },
+        "the task to run",
+    );
+    let pid = pid.trim_start_matches("Running/").to_string();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} runs"
+    );
+    c.ok(&["delete", "task", "local-1"]);
+    common::wait_for(
+        || !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() || zombie(&pid),
+        "the task's process to go",
+    );
+}
+
+fn zombie(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }
