@@ -1,6 +1,7 @@
 //! `drover agent` against `drover up`: registers its Node, runs a Task's process with
-//! its host port, kills it when the Task is deleted, and fails a Task whose command
-//! does not exist with a message naming it.
+//! its host port, kills it when the Task is deleted, fails a Task whose command does
+//! not exist with a message naming it, and runs health checks: healthy in the status,
+//! killed (gracefully) as unhealthy once they fail.
 
 mod common;
 
@@ -246,4 +247,116 @@ fn a_restarted_agent_re_adopts_its_running_task() {
     // Only the new agent can kill it now.
     c.ok(&["delete", "tasks.drover.dev", "sleeper-0"]);
     wait_for(|| !group_alive(pid), "the re-adopted task to be killed");
+}
+
+#[test]
+fn a_task_failing_its_health_check_is_killed_as_unhealthy_after_its_grace_period() {
+    let (c, mut guard, agent_dir) = start();
+    let port = free_port();
+    // The whole group ignores SIGTERM: only the SIGKILL after the grace period ends it.
+    let manifest = c.write(
+        "health.yaml",
+        &format!(
+            "apiVersion: drover.dev/v1alpha1\nkind: Task\nmetadata:\n  name: hc-0\nspec:\n  nodeName: n1\n  container:\n    cmd: \"trap '' TERM; mkdir -p www && echo ok > www/index.html && exec busybox httpd -f -p $PORT_HTTP -h www\"\n  ports:\n    - name: http\n      hostPort: {port}\n  healthChecks:\n    - http:\n        portName: http\n        path: /index.html\n      delaySeconds: 0\n      intervalSeconds: 1\n      gracePeriodSeconds: 0\n      maxConsecutiveFailures: 2\n  killGracePeriodSeconds: 1\n"
+        ),
+    );
+    c.ok(&["apply", "-f", &manifest.display().to_string()]);
+    wait_for(
+        || task_field(&c, "hc-0", "{.status.healthy}") == "true",
+        "task hc-0 to be healthy",
+    );
+    assert_eq!(task_field(&c, "hc-0", "{.status.phase}"), "Running");
+    assert_eq!(task_field(&c, "hc-0", "{.status.ready}"), "true");
+    let pid: i32 = task_field(&c, "hc-0", "{.status.pid}")
+        .parse()
+        .expect("a pid in the status");
+    guard.groups.push(pid);
+
+    // The page the check asks for goes away: 404, twice, then the kill.
+    std::fs::remove_file(
+        agent_dir
+            .path()
+            .join("tasks/default_hc-0/sandbox/www/index.html"),
+    )
+    .expect("remove the checked page");
+    wait_for(
+        || task_field(&c, "hc-0", "{.status.healthy}") == "false",
+        "task hc-0 to be unhealthy",
+    );
+    let killing = std::time::Instant::now();
+    wait_for(
+        || task_field(&c, "hc-0", "{.status.phase}") == "Failed",
+        "task hc-0 to be killed as unhealthy",
+    );
+    assert_eq!(
+        task_field(&c, "hc-0", "{.status.reason}"),
+        "HealthCheckFailed"
+    );
+    let message = task_field(&c, "hc-0", "{.status.message}");
+    assert_eq!(
+        message,
+        format!(
+            "killed as unhealthy: 2 consecutive health check failures: HTTP GET http://127.0.0.1:{port}/index.html returned 404"
+        )
+    );
+    // SIGTERM was ignored: SIGKILL ended it, a grace period later.
+    assert_eq!(task_field(&c, "hc-0", "{.status.signal}"), "9");
+    assert!(
+        killing.elapsed() >= Duration::from_millis(500),
+        "killed too soon: {:?}",
+        killing.elapsed()
+    );
+    assert_eq!(task_field(&c, "hc-0", "{.status.healthy}"), "false");
+    assert!(!group_alive(pid));
+}
+
+#[test]
+fn a_health_check_that_cannot_be_set_up_is_reported_and_kills_nothing() {
+    let (c, mut guard, _agent_dir) = start();
+    let port = free_port();
+    // Valid for the API, but this agent cannot run HTTPS checks yet.
+    let manifest = c.write(
+        "badcheck.yaml",
+        &format!(
+            "apiVersion: drover.dev/v1alpha1\nkind: Task\nmetadata:\n  name: bc-0\nspec:\n  nodeName: n1\n  container:\n    command: [\"sleep\", \"300\"]\n  ports:\n    - name: https\n      hostPort: {port}\n  healthChecks:\n    - http:\n        portName: https\n        scheme: HTTPS\n      delaySeconds: 0\n      intervalSeconds: 1\n      gracePeriodSeconds: 0\n      maxConsecutiveFailures: 1\n  killGracePeriodSeconds: 1\n"
+        ),
+    );
+    c.ok(&["apply", "-f", &manifest.display().to_string()]);
+    wait_for(
+        || task_field(&c, "bc-0", "{.status.message}").contains("health checks not run"),
+        "task bc-0 to report its check that cannot run",
+    );
+    let pid: i32 = task_field(&c, "bc-0", "{.status.pid}")
+        .parse()
+        .expect("a pid in the status");
+    guard.groups.push(pid);
+    let message = task_field(&c, "bc-0", "{.status.message}");
+    assert!(
+        message.contains("HTTPS checks are not supported"),
+        "{message}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(task_field(&c, "bc-0", "{.status.phase}"), "Running");
+    assert_eq!(task_field(&c, "bc-0", "{.status.healthy}"), "");
+    assert!(group_alive(pid));
+}
+
+#[test]
+fn a_task_without_checks_is_ready_with_no_health() {
+    let (c, mut guard, _agent_dir) = start();
+    let manifest = c.write(
+        "plain.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Task\nmetadata:\n  name: plain-0\nspec:\n  nodeName: n1\n  container:\n    command: [\"sleep\", \"300\"]\n  killGracePeriodSeconds: 1\n",
+    );
+    c.ok(&["apply", "-f", &manifest.display().to_string()]);
+    wait_for(
+        || task_field(&c, "plain-0", "{.status.phase}") == "Running",
+        "task plain-0 to be Running",
+    );
+    let pid: i32 = task_field(&c, "plain-0", "{.status.pid}")
+        .parse()
+        .expect("a pid in the status");
+    guard.groups.push(pid);
+    assert_eq!(task_field(&c, "plain-0", "{.status.ready}"), "true");
+    assert_eq!(task_field(&c, "plain-0", "{.status.healthy}"), "");
 }

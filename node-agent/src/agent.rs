@@ -189,10 +189,7 @@ impl Agent {
                 let pid = state.pid.unwrap_or_default();
                 let app = app_id(task);
                 let launch = self.launch_for(&state, &task.spec.container_ports(), &app);
-                let launch = Launch {
-                    container: task.spec.container.clone(),
-                    ..launch
-                };
+                let launch = with_task(launch, task);
                 self.spawn(state, launch, Mode::Adopt(pid), false);
             }
             _ if api_phase.is_terminal() => {}
@@ -220,10 +217,7 @@ impl Agent {
         };
         state.host_ports = ports;
         let launch = self.launch_for(&state, &task.spec.container_ports(), &app_id(task));
-        let launch = Launch {
-            container: task.spec.container.clone(),
-            ..launch
-        };
+        let launch = with_task(launch, task);
         self.spawn(state, launch, Mode::Start, false);
     }
 
@@ -234,6 +228,8 @@ impl Agent {
             host: self.config.hostname.clone(),
             sandbox: self.ctx.checkpoints.sandbox(&state.namespace, &state.name),
             container: Default::default(),
+            health_checks: Vec::new(),
+            readiness_checks: Vec::new(),
             ports: state
                 .host_ports
                 .iter()
@@ -258,6 +254,16 @@ impl Agent {
                 done,
             },
         );
+    }
+}
+
+/// A launch with what the Task says to run and to check.
+fn with_task(launch: Launch, task: &Task) -> Launch {
+    Launch {
+        container: task.spec.container.clone(),
+        health_checks: task.spec.health_checks.clone(),
+        readiness_checks: task.spec.readiness_checks.clone(),
+        ..launch
     }
 }
 

@@ -60,6 +60,15 @@ pub struct TaskState {
     /// When it reached a terminal phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Health check verdict (None: no health checks, or no counted result yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Readiness (true once running when there are no readiness checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Consecutive failed health checks (None without health checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_health_failures: Option<u32>,
     /// A kill was asked for (the exit is then `Killed`, not `Failed`).
     #[serde(default)]
     pub kill_requested: bool,

@@ -21,6 +21,11 @@ pub fn task_status(state: &TaskState, host_ip: Option<&str>) -> TaskStatus {
         started_at: state.started_at.map(time_from_chrono),
         finished_at: state.finished_at.map(time_from_chrono),
         pid: state.pid.map(i64::from),
+        healthy: state.healthy,
+        ready: state.ready,
+        consecutive_health_failures: state
+            .consecutive_health_failures
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         host_ip: host_ip.map(str::to_string),
         ..Default::default()
     }
@@ -51,6 +56,9 @@ impl StatusReporter {
             "finishedAt",
             "reason",
             "message",
+            "healthy",
+            "ready",
+            "consecutiveHealthFailures",
         ] {
             if body["status"].get(field).is_none() {
                 body["status"][field] = serde_json::Value::Null;

@@ -1,5 +1,7 @@
 //! Runs one task through its lifecycle: start (or re-adopt) with the driver, wait for
-//! it to end or for a kill request, checkpoint every transition and report it.
+//! it to end or for a kill request, checkpoint every transition and report it. While it
+//! runs, its health and readiness checks run too: their verdicts are copied into the
+//! status (on change only), and a health check's kill verdict kills the task gracefully.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +9,13 @@ use std::time::Duration;
 use drover_api::kinds::task::TaskPhase;
 use tokio::sync::watch;
 
-use crate::driver::{Driver, Exit, Launch, Running};
+use crate::driver::{Driver, DriverError, Exit, Launch, Running};
+use crate::health::{ExecContext, HealthMonitor, HealthState, MonitorHandle, TaskTarget};
 use crate::lifecycle::{Checkpoints, TaskState};
 use crate::status::StatusReporter;
+
+/// The reason of a task killed because its health checks failed.
+pub const UNHEALTHY_REASON: &str = "HealthCheckFailed";
 
 /// What every task runner shares.
 pub struct TaskContext {
@@ -121,6 +127,7 @@ async fn start(
             }
             state.reason = None;
             state.message = None;
+            initial_health(state, launch);
             ctx.record(state).await;
             Some(running)
         }
@@ -139,16 +146,52 @@ async fn supervise(
     mut running: Box<dyn Running>,
     kill: &mut watch::Receiver<bool>,
 ) {
-    let exit = tokio::select! {
-        exit = running.wait() => exit,
-        () = kill_requested(kill) => {
-            state.kill_requested = true;
-            ctx.save(state);
-            let grace = Duration::from_secs(state.kill_grace_seconds);
-            tracing::info!(task = %state.key(), ?grace, "killing");
-            running.kill(grace).await
+    let before = state.clone();
+    if state.ready.is_none() {
+        // Adopted from a checkpoint written before health was tracked.
+        initial_health(state, launch);
+    }
+    let (monitor, mut health) = if state.kill_requested {
+        (None, None)
+    } else {
+        match start_monitor(state, launch) {
+            Some((handle, rx)) => (Some(handle), Some(rx)),
+            None => (None, None),
         }
     };
+    if *state != before {
+        ctx.record(state).await;
+    }
+    let mut unhealthy = None;
+    let exit = loop {
+        tokio::select! {
+            exit = running.wait() => break exit,
+            () = kill_requested(kill) => {
+                state.kill_requested = true;
+                ctx.save(state);
+                break kill_gracefully(state, running.as_mut()).await;
+            }
+            checked = next_health(&mut health) => {
+                let changed = apply_health(state, &checked, launch);
+                if let Some(why) = checked.kill {
+                    tracing::warn!(task = %state.key(), %why, "unhealthy: killing");
+                    state.kill_requested = true;
+                    state.message = Some(format!("killing as unhealthy: {why}"));
+                    ctx.record(state).await;
+                    unhealthy = Some(why);
+                    break kill_gracefully(state, running.as_mut()).await;
+                }
+                if changed {
+                    ctx.record(state).await;
+                }
+            }
+        }
+    };
+    // The checks stop with the task.
+    drop(monitor);
+    if state.ready.is_some() {
+        state.ready = Some(false);
+    }
     let exit = match exit {
         Ok(exit) => exit,
         Err(error) => {
@@ -162,8 +205,131 @@ async fn supervise(
         Exit::Signal(sig) => state.signal = Some(sig),
         Exit::Unknown => {}
     }
-    let (phase, reason, message) = outcome(exit, state.kill_requested, launch);
+    let (phase, reason, message) = match unhealthy {
+        // Failed, not Killed: nobody asked for it (the API's TaskPhase says so), and its
+        // App replaces it with backoff.
+        Some(why) => (
+            TaskPhase::Failed,
+            UNHEALTHY_REASON,
+            format!("killed as unhealthy: {why}"),
+        ),
+        None => outcome(exit, state.kill_requested, launch),
+    };
     ctx.finish(state, phase, reason, message).await;
+}
+
+/// SIGTERM, the task's grace period, SIGKILL.
+async fn kill_gracefully(
+    state: &TaskState,
+    running: &mut dyn Running,
+) -> Result<Exit, DriverError> {
+    let grace = Duration::from_secs(state.kill_grace_seconds);
+    tracing::info!(task = %state.key(), ?grace, "killing");
+    running.kill(grace).await
+}
+
+/// Health fields of a task that has just started running: no health verdict yet, and
+/// ready at once unless readiness checks must pass first.
+fn initial_health(state: &mut TaskState, launch: &Launch) {
+    state.healthy = None;
+    state.consecutive_health_failures = (!launch.health_checks.is_empty()).then_some(0);
+    state.ready = Some(launch.readiness_checks.is_empty());
+}
+
+/// Starts the task's checks, if it has any. A check that cannot be set up is reported
+/// in the status message, and none of the task's checks run (nor kill it).
+fn start_monitor(
+    state: &mut TaskState,
+    launch: &Launch,
+) -> Option<(MonitorHandle, watch::Receiver<HealthState>)> {
+    if launch.health_checks.is_empty() && launch.readiness_checks.is_empty() {
+        return None;
+    }
+    let target = launch
+        .ports
+        .iter()
+        .fold(TaskTarget::default(), |t, (name, port)| {
+            t.with_port(name.as_deref(), *port)
+        });
+    let exec = ExecContext {
+        sandbox: launch
+            .container
+            .working_dir
+            .as_ref()
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| launch.sandbox.clone()),
+        env: launch.process_environment(),
+    };
+    let started = started_instant(state.started_at);
+    match HealthMonitor::new(
+        &launch.health_checks,
+        &launch.readiness_checks,
+        &target,
+        &exec,
+        started,
+    ) {
+        Ok(monitor) => Some(monitor.spawn()),
+        Err(error) => {
+            tracing::warn!(task = %state.key(), %error, "health checks not run");
+            state.message = Some(format!("health checks not run: {error}"));
+            None
+        }
+    }
+}
+
+/// The monotonic instant of a wall-clock start (now if unknown or in the future).
+fn started_instant(started_at: Option<chrono::DateTime<chrono::Utc>>) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let ago = started_at
+        .and_then(|t| (chrono::Utc::now() - t).to_std().ok())
+        .unwrap_or_default();
+    now.checked_sub(ago).unwrap_or(now)
+}
+
+/// The next health state; never resolves without a monitor. A monitor that stopped
+/// yields its last state once (which carries its kill verdict, if any).
+async fn next_health(rx: &mut Option<watch::Receiver<HealthState>>) -> HealthState {
+    let Some(receiver) = rx else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_ok() {
+        return receiver.borrow_and_update().clone();
+    }
+    let last = receiver.borrow().clone();
+    *rx = None;
+    last
+}
+
+/// Copies a health state into the task's; true if what is reported changed.
+fn apply_health(state: &mut TaskState, health: &HealthState, launch: &Launch) -> bool {
+    let before = (
+        state.healthy,
+        state.ready,
+        state.consecutive_health_failures,
+        state.message.clone(),
+    );
+    let checks_readiness = !launch.readiness_checks.is_empty();
+    if !launch.health_checks.is_empty() {
+        state.healthy = health.healthy;
+        state.consecutive_health_failures = Some(health.consecutive_failures);
+    }
+    if checks_readiness {
+        state.ready = Some(health.ready == Some(true));
+    }
+    let failing =
+        health.healthy == Some(false) || (checks_readiness && health.ready == Some(false));
+    state.message = if failing {
+        health.last_failure.clone()
+    } else {
+        None
+    };
+    let after = (
+        state.healthy,
+        state.ready,
+        state.consecutive_health_failures,
+        state.message.clone(),
+    );
+    before != after
 }
 
 /// The phase, reason and message for how a task ended.
@@ -205,7 +371,122 @@ fn not_found_name(stderr: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use drover_api::health::{HealthCheck, HttpCheck};
+
     use super::*;
+
+    fn http_check(port_name: &str) -> HealthCheck {
+        HealthCheck {
+            http: Some(HttpCheck {
+                port_name: Some(port_name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn launch_with(health: Vec<HealthCheck>, readiness: Vec<HealthCheck>) -> Launch {
+        Launch {
+            ports: vec![(Some("http".into()), 31005)],
+            health_checks: health,
+            readiness_checks: readiness,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn without_checks_a_running_task_is_ready_and_has_no_health() {
+        let mut state = TaskState::default();
+        let launch = launch_with(vec![], vec![]);
+        initial_health(&mut state, &launch);
+        assert_eq!(state.healthy, None);
+        assert_eq!(state.ready, Some(true));
+        assert_eq!(state.consecutive_health_failures, None);
+        assert!(start_monitor(&mut state, &launch).is_none());
+        assert_eq!(state.message, None);
+    }
+
+    #[test]
+    fn readiness_checks_must_pass_before_ready() {
+        let mut state = TaskState::default();
+        let launch = launch_with(vec![http_check("http")], vec![http_check("http")]);
+        initial_health(&mut state, &launch);
+        assert_eq!(state.ready, Some(false));
+        assert_eq!(state.consecutive_health_failures, Some(0));
+        let passing = HealthState {
+            healthy: Some(true),
+            ready: Some(true),
+            ..Default::default()
+        };
+        assert!(apply_health(&mut state, &passing, &launch));
+        assert_eq!((state.healthy, state.ready), (Some(true), Some(true)));
+        assert!(
+            !apply_health(&mut state, &passing, &launch),
+            "no change, no report"
+        );
+    }
+
+    #[test]
+    fn a_failing_check_is_reported_with_its_failure() {
+        let mut state = TaskState::default();
+        let launch = launch_with(vec![http_check("http")], vec![]);
+        initial_health(&mut state, &launch);
+        let failing = HealthState {
+            healthy: Some(false),
+            consecutive_failures: 1,
+            last_failure: Some("HTTP GET http://127.0.0.1:31005/ returned 503".into()),
+            ..Default::default()
+        };
+        assert!(apply_health(&mut state, &failing, &launch));
+        assert_eq!(state.healthy, Some(false));
+        assert_eq!(state.ready, Some(true), "no readiness checks");
+        assert_eq!(state.consecutive_health_failures, Some(1));
+        assert_eq!(
+            state.message.as_deref(),
+            Some("HTTP GET http://127.0.0.1:31005/ returned 503")
+        );
+        // A failure ignored during the grace period changes nothing reported.
+        let mut ignored = TaskState::default();
+        initial_health(&mut ignored, &launch);
+        let in_grace = HealthState {
+            last_failure: Some("connection refused".into()),
+            ..Default::default()
+        };
+        assert!(!apply_health(&mut ignored, &in_grace, &launch));
+        // Recovery clears the message.
+        let passing = HealthState {
+            healthy: Some(true),
+            last_failure: failing.last_failure.clone(),
+            ..Default::default()
+        };
+        assert!(apply_health(&mut state, &passing, &launch));
+        assert_eq!(state.message, None);
+        assert_eq!(state.consecutive_health_failures, Some(0));
+    }
+
+    #[test]
+    fn a_check_that_cannot_be_built_is_reported_not_run() {
+        let mut state = TaskState::default();
+        let launch = launch_with(vec![http_check("admin")], vec![]);
+        assert!(start_monitor(&mut state, &launch).is_none());
+        let message = state.message.unwrap_or_default();
+        assert!(
+            message.starts_with("health checks not run: healthChecks[0]: no port named \"admin\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_start_instant_is_in_the_past() {
+        let now = tokio::time::Instant::now();
+        let started = started_instant(Some(chrono::Utc::now() - chrono::Duration::seconds(5)));
+        let ago = now.saturating_duration_since(started);
+        assert!(
+            ago >= Duration::from_secs(4) && ago <= Duration::from_secs(6),
+            "{ago:?}"
+        );
+        assert!(started_instant(None) >= now);
+    }
 
     #[test]
     fn the_shells_not_found_names_the_command() {

@@ -11,6 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use drover_api::container::ContainerSpec;
+use drover_api::health::HealthCheck;
+
+/// `PATH` for tasks when the agent has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Why a driver could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,10 @@ pub struct Launch {
     pub container: ContainerSpec,
     /// Ports (name, host port), in the Task's order.
     pub ports: Vec<(Option<String>, u16)>,
+    /// Health checks, run by the supervisor (not the driver) while the task runs.
+    pub health_checks: Vec<HealthCheck>,
+    /// Readiness checks, likewise.
+    pub readiness_checks: Vec<HealthCheck>,
 }
 
 impl Launch {
@@ -112,6 +120,15 @@ impl Launch {
         env.insert("HOST".into(), self.host.clone());
         env.insert("TASK_ID".into(), self.task_id.clone());
         env.insert("APP_ID".into(), self.app_id.clone());
+        env
+    }
+
+    /// The whole environment the task's process gets: the agent's `PATH` (or a default
+    /// one), then `environment()`. Health `exec` checks run with the same.
+    pub fn process_environment(&self) -> BTreeMap<String, String> {
+        let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string());
+        let mut env = BTreeMap::from([("PATH".to_string(), path)]);
+        env.extend(self.environment());
         env
     }
 

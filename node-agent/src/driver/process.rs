@@ -12,7 +12,6 @@ use super::log_rotation::{self, DEFAULT_LIMIT};
 use super::process_group::{group_alive, process_alive, signal_group};
 use super::{Driver, DriverError, Exit, Launch, Running};
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const POLL: Duration = Duration::from_millis(100);
 
 /// Runs tasks as plain processes.
@@ -112,11 +111,7 @@ impl Driver for ProcessDriver {
             .args(&args)
             .current_dir(&cwd)
             .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
-            )
-            .envs(launch.environment())
+            .envs(launch.process_environment())
             .stdin(std::process::Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -244,6 +239,7 @@ mod tests {
             sandbox: dir.join("sandbox"),
             container,
             ports: vec![(Some("http".into()), 31005), (None, 31006)],
+            ..Default::default()
         }
     }
 
