@@ -1,6 +1,6 @@
 //! `drover up`: one process with everything a single machine needs — the embedded
-//! store, the API server and a local agent (controllers join as they land). Writes a
-//! kubeconfig for kubectl and drover alike.
+//! store, the API server, the controllers and a local agent. Writes a kubeconfig for
+//! kubectl and drover alike.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,9 @@ pub struct UpArgs {
     /// Do not run a local agent (this machine then runs no tasks).
     #[arg(long)]
     no_agent: bool,
+    /// Do not run the controllers (the API serves and stores, nothing reconciles).
+    #[arg(long)]
+    no_controllers: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -76,6 +79,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let controllers = (!args.no_controllers).then(|| {
+            let store = store.clone();
+            let stopped = until_stopped(stopping.clone());
+            let identity = format!("drover-up-{}", std::process::id());
+            tokio::spawn(async move { drover_controller::controllers::manager::run(store, &identity, stopped).await })
+        });
         let server = tokio::spawn(drover_controller::apiserver::secure::serve_with(
             store,
             listener,
@@ -102,6 +111,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 Err(e) => eprintln!("drover up: local agent: {e}"),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(controllers) = controllers {
+            let _ = controllers.await;
         }
         server.await.context("the API server task")?.context("serving the API")?;
         anyhow::Ok(())

@@ -139,7 +139,7 @@ fn up_refuses_a_foreign_data_directory_and_names_it() {
 /// `drover up` brings its own agent: the machine registers as a Node and runs Tasks.
 #[test]
 fn up_runs_tasks_on_its_local_agent() {
-    let c = common::Cluster::up();
+    let c = common::Cluster::full();
     let mut node = String::new();
     common::wait_for(
         || {

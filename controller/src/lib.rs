@@ -3,4 +3,5 @@
 
 pub mod allocator;
 pub mod apiserver;
+pub mod controllers;
 pub mod runtime;

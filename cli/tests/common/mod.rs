@@ -17,10 +17,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `drover up` on a fresh data directory and a free port.
+    /// `drover up` on a fresh data directory and a free port, serving the API only (no
+    /// controllers, no local agent): what the API and CLI suites need, undisturbed.
     pub fn up() -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::up_in(dir)
+    }
+
+    /// The whole single-machine cluster: API server, controllers and a local agent.
+    pub fn full() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start(&["up", "--listen", "127.0.0.1:0"], dir, None)
     }
 
     /// `drover server` on a real etcd started for this test (the etcd lives as long as
@@ -42,7 +49,17 @@ impl Cluster {
     }
 
     pub fn up_in(dir: tempfile::TempDir) -> Cluster {
-        Self::start(&["up", "--listen", "127.0.0.1:0"], dir, None)
+        Self::start(
+            &[
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--no-controllers",
+                "--no-agent",
+            ],
+            dir,
+            None,
+        )
     }
 
     /// Runs `drover ARGS --data-dir DIR` and reads the server address from the first
@@ -125,6 +142,29 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        kill_local_tasks(&self.dir.path().join("agent").join("tasks"));
+    }
+}
+
+/// Tasks outlive their agent by design; a test's must not outlive the test. Kills the
+/// process group of every task the local agent checkpointed.
+fn kill_local_tasks(tasks: &Path) {
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else {
+            continue;
+        };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if let Some(pid) = state.get("pid").and_then(serde_json::Value::as_i64) {
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

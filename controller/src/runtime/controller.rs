@@ -52,6 +52,10 @@ pub struct Controller<K: DroverKind> {
     writer: Writer<K>,
     reader: Reader<K>,
     concurrency: usize,
+    triggers: (
+        tokio::sync::mpsc::UnboundedSender<ObjectKey>,
+        tokio::sync::mpsc::UnboundedReceiver<ObjectKey>,
+    ),
 }
 
 impl<K: DroverKind> Controller<K> {
@@ -63,7 +67,13 @@ impl<K: DroverKind> Controller<K> {
             writer,
             reader,
             concurrency: 16,
+            triggers: tokio::sync::mpsc::unbounded_channel(),
         }
+    }
+
+    /// Schedules a reconcile of a key from outside (e.g. when an owned object changes).
+    pub fn trigger(&self) -> tokio::sync::mpsc::UnboundedSender<ObjectKey> {
+        self.triggers.0.clone()
     }
 
     /// At most `n` reconciles at once (of different keys).
@@ -97,6 +107,7 @@ impl<K: DroverKind> Controller<K> {
             mut writer,
             reader,
             concurrency,
+            triggers: (_, mut triggers),
         } = self;
         let kind = info.kind;
         let mut events = Box::pin(watcher::<K>(store, info));
@@ -141,6 +152,7 @@ impl<K: DroverKind> Controller<K> {
                     Some(Err(e)) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
                     None => break,
                 },
+                Some(key) = triggers.recv() => queue.schedule(key, Instant::now()),
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let Ok((key, obj, result)) = done else { continue };
                     running.remove(&key);

@@ -102,3 +102,24 @@ impl<K: DroverKind> Reader<K> {
         let _ = ready.wait_for(|r| *r).await;
     }
 }
+
+/// Keeps `writer` up to date from the store until the watcher ends (never, in
+/// practice), calling `on_event` after each event is applied.
+pub async fn run<K: DroverKind>(
+    store: std::sync::Arc<dyn drover_store::Store>,
+    info: &'static drover_api::KindInfo,
+    mut writer: Writer<K>,
+    mut on_event: impl FnMut(&Event<K>),
+) {
+    use futures::StreamExt;
+    let mut events = Box::pin(crate::runtime::watcher::watcher::<K>(store, info));
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(ev) => {
+                writer.apply(&ev);
+                on_event(&ev);
+            }
+            Err(e) => tracing::warn!(kind = info.kind, error = %e, "watch failed; retrying"),
+        }
+    }
+}

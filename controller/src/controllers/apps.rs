@@ -1,0 +1,591 @@
+//! The apps controller: keeps `spec.instances` Tasks of each App bound to nodes.
+//! Missing instances are placed through the allocator (Marathon constraints, resources,
+//! ports) and committed in one store transaction; extra ones are removed in kill
+//! selection order; finished, failed, killed and lost tasks are replaced after the
+//! App's backoff. Status counts the tasks and says in words why an instance cannot be
+//! placed ("0/3 nodes: 2 insufficient memMiB, 1 node unschedulable"), with an Event.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use drover_api::kinds::app::{App, KillSelection};
+use drover_api::kinds::node::Node;
+use drover_api::kinds::task::{Task, TaskPhase};
+use drover_api::meta::{time_from_chrono, time_to_chrono, Condition, ConditionStatus};
+use drover_api::{find_kind, KindInfo};
+use drover_store::{Store, StoreError};
+use serde_json::{json, Value};
+
+use crate::allocator::filter::NamedConstraint;
+use crate::allocator::inventory::{Amounts, Inventory, NodeState, PortPool};
+use crate::allocator::placement::{place, Request};
+use crate::allocator::score::Strategy;
+use crate::controllers::events::{record, Involved};
+use crate::controllers::writes::{create_all, stamp_new, write_status};
+use crate::runtime::reflector::Reader;
+use crate::runtime::Action;
+
+pub const APP_LABEL: &str = "drover.dev/app";
+
+pub struct AppsContext {
+    pub store: Arc<dyn Store>,
+    pub tasks: Reader<Task>,
+    pub nodes: Reader<Node>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppsError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the {0} kind is not registered")]
+    Kind(&'static str),
+    #[error("constraint {index}: {message}")]
+    Constraint { index: usize, message: String },
+}
+
+fn info(kind: &'static str) -> Result<&'static KindInfo, AppsError> {
+    find_kind(kind).ok_or(AppsError::Kind(kind))
+}
+
+fn is_active(t: &Task) -> bool {
+    let phase = t.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    !matches!(
+        phase,
+        TaskPhase::Finished | TaskPhase::Failed | TaskPhase::Killed | TaskPhase::Lost
+    )
+}
+
+/// The tasks of `app` (same namespace, owner App of that name).
+fn tasks_of(ctx: &AppsContext, namespace: &str, name: &str) -> Vec<Arc<Task>> {
+    ctx.tasks
+        .list()
+        .into_iter()
+        .filter(|t| {
+            t.metadata.namespace.as_deref() == Some(namespace)
+                && t.spec
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.name == name && format!("{:?}", o.kind) == "App")
+        })
+        .collect()
+}
+
+fn created(t: &Task) -> DateTime<Utc> {
+    t.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(time_to_chrono)
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, AppsError> {
+    let namespace = app
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = app.metadata.name.clone().unwrap_or_default();
+    if app.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let desired = app.spec.instances.unwrap_or(1).max(0) as usize;
+    let tasks = tasks_of(&ctx, &namespace, &name);
+    let task_info = info("Task")?;
+    let (mut active, ended): (Vec<Arc<Task>>, Vec<Arc<Task>>) =
+        tasks.into_iter().partition(|t| is_active(t));
+
+    // Ended tasks make room for replacements; failures count towards the backoff.
+    let failures = ended
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.status.as_ref().map(|s| s.phase),
+                Some(TaskPhase::Failed | TaskPhase::Finished | TaskPhase::Lost)
+            )
+        })
+        .count() as i32;
+    for t in &ended {
+        delete_task(&ctx.store, task_info, t).await?;
+    }
+    let mut backoff = app.status.as_ref().and_then(|s| s.backoff.clone());
+    let now = Utc::now();
+    if failures > 0 {
+        let b = &app.spec.backoff;
+        let consecutive = backoff
+            .as_ref()
+            .map(|b| b.consecutive_failures)
+            .unwrap_or(0)
+            + failures;
+        let delay = (b.seconds.unwrap_or(1.0) * b.factor.unwrap_or(1.15).powi(consecutive - 1))
+            .min(b.max_launch_delay_seconds.unwrap_or(300) as f64);
+        let next = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
+        backoff = Some(drover_api::kinds::app::BackoffStatus {
+            delay_seconds: delay,
+            consecutive_failures: consecutive,
+            next_launch_time: Some(time_from_chrono(next)),
+        });
+    }
+    let wait = backoff
+        .as_ref()
+        .and_then(|b| b.next_launch_time.as_ref())
+        .map(|t| time_to_chrono(t) - now)
+        .filter(|d| *d > chrono::Duration::zero());
+    // A healthy running instance resets the backoff.
+    if active.iter().any(|t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskPhase::Running && s.healthy != Some(false))
+    }) && failures == 0
+    {
+        backoff = None;
+    }
+
+    // Too many: kill selection order.
+    if active.len() > desired {
+        let youngest_first = !matches!(app.spec.kill_selection, Some(KillSelection::OldestFirst));
+        active.sort_by_key(|t| created(t));
+        if youngest_first {
+            active.reverse();
+        }
+        let extra: Vec<Arc<Task>> = active.drain(..active.len() - desired).collect();
+        for t in &extra {
+            delete_task(&ctx.store, task_info, t).await?;
+        }
+    }
+
+    // Too few: place the missing ones (unless backing off).
+    let mut stuck: Option<String> = None;
+    let mut placed_now = 0;
+    if active.len() < desired && wait.is_none() {
+        let (new_tasks, why) = plan(
+            &app,
+            &namespace,
+            &name,
+            &active,
+            desired - active.len(),
+            &ctx,
+        )?;
+        stuck = why;
+        placed_now = new_tasks.len();
+        if !new_tasks.is_empty() && !create_all(&ctx.store, new_tasks).await? {
+            // Someone wrote the same names meanwhile: look again.
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+    }
+
+    let status = status_of(
+        &app,
+        &active,
+        desired,
+        placed_now,
+        stuck.as_deref(),
+        backoff,
+        wait,
+    );
+    let app_info = info("App")?;
+    let key = crate::apiserver::objects::key(app_info, Some(&namespace), &name);
+    if let Some(kv) = ctx.store.get(&key).await? {
+        match write_status(&ctx.store, &key, kv.mod_revision, status).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(message) = &stuck {
+        let involved = Involved {
+            kind: "App",
+            namespace: &namespace,
+            name: &name,
+            uid: app.metadata.uid.as_deref(),
+        };
+        record(
+            &ctx.store,
+            &involved,
+            "Warning",
+            "FailedScheduling",
+            message,
+        )
+        .await;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    if let Some(w) = wait {
+        return Ok(Action::requeue(
+            w.to_std().unwrap_or(Duration::from_secs(1)),
+        ));
+    }
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+pub fn error_policy(_app: Arc<App>, _error: &AppsError, _ctx: Arc<AppsContext>) -> Action {
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn delete_task(
+    store: &Arc<dyn Store>,
+    task_info: &KindInfo,
+    t: &Task,
+) -> Result<(), AppsError> {
+    let key = crate::apiserver::objects::key(
+        task_info,
+        t.metadata.namespace.as_deref(),
+        t.metadata.name.as_deref().unwrap_or_default(),
+    );
+    match store.delete(&key, None).await {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The cluster as the allocator sees it: ready, schedulable nodes and what every active
+/// task holds.
+fn inventory(ctx: &AppsContext) -> Inventory {
+    let mut nodes: Vec<NodeState> = ctx
+        .nodes
+        .list()
+        .iter()
+        .map(|n| {
+            let status = n.status.clone().unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
+            let ranges = if n.spec.port_ranges.is_empty() {
+                vec![(
+                    drover_api::defaults::NODE_PORT_RANGE_BEGIN as u16,
+                    drover_api::defaults::NODE_PORT_RANGE_END as u16,
+                )]
+            } else {
+                n.spec
+                    .port_ranges
+                    .iter()
+                    .map(|r| (r.begin as u16, r.end as u16))
+                    .collect()
+            };
+            NodeState {
+                name: n.metadata.name.clone().unwrap_or_default(),
+                attributes: n.spec.attributes.clone(),
+                allocatable: Amounts {
+                    cpus: status.allocatable.cpus,
+                    mem_mib: status.allocatable.mem_mib,
+                    disk_mib: status.allocatable.disk_mib,
+                    gpus: status.allocatable.gpus,
+                },
+                used: Amounts::default(),
+                ports: PortPool {
+                    ranges,
+                    used: BTreeSet::new(),
+                },
+                schedulable: !n.spec.unschedulable.unwrap_or(false),
+                ready,
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut inv = Inventory::new(nodes);
+    for t in ctx.tasks.list().iter().filter(|t| is_active(t)) {
+        let Some(i) = t.spec.node_name.as_deref().and_then(|n| inv.position(n)) else {
+            continue;
+        };
+        let ports: Vec<u16> = t.spec.ports.iter().map(|p| p.host_port as u16).collect();
+        inv.bind(i, &amounts(&t.spec.resources), &ports);
+    }
+    inv
+}
+
+fn amounts(r: &drover_api::resources::Resources) -> Amounts {
+    Amounts {
+        cpus: r.cpus.unwrap_or(1.0),
+        mem_mib: r.mem_mib.unwrap_or(128),
+        disk_mib: r.disk_mib.unwrap_or(0),
+        gpus: r.gpus.unwrap_or(0),
+    }
+}
+
+/// Chooses nodes for `missing` new instances; returns the Task objects to create and,
+/// if some could not be placed, why.
+#[allow(clippy::type_complexity)]
+fn plan(
+    app: &App,
+    namespace: &str,
+    name: &str,
+    active: &[Arc<Task>],
+    missing: usize,
+    ctx: &AppsContext,
+) -> Result<(Vec<(String, Value)>, Option<String>), AppsError> {
+    let mut inv = inventory(ctx);
+    let constraints: Vec<NamedConstraint> = app
+        .spec
+        .constraints
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            NamedConstraint::from_rule(rule).map_err(|e| AppsError::Constraint {
+                index,
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let want = amounts(&app.spec.resources);
+    let mut placed: Vec<usize> = active
+        .iter()
+        .filter_map(|t| t.spec.node_name.as_deref().and_then(|n| inv.position(n)))
+        .collect();
+    let mut used_instances: BTreeSet<i32> = active.iter().filter_map(|t| t.spec.instance).collect();
+    let version = template_version(app);
+    let task_info = info("Task")?;
+    let mut out = Vec::new();
+    for _ in 0..missing {
+        let req = Request {
+            resources: want,
+            ports: app.spec.ports.len(),
+            constraints: &constraints,
+            placed: placed.iter().map(|&i| &inv.nodes[i]).collect(),
+            strategy: Strategy::Spread,
+        };
+        let i = match place(&inv, &req) {
+            Ok(i) => i,
+            Err(why) => return Ok((out, Some(why.to_string()))),
+        };
+        let Some(host_ports) = inv.nodes[i].ports.take(app.spec.ports.len()) else {
+            return Ok((out, Some("insufficient ports".into())));
+        };
+        inv.bind(i, &want, &[]);
+        placed.push(i);
+        let instance = (0..).find(|n| !used_instances.contains(n)).unwrap_or(0);
+        used_instances.insert(instance);
+        let node = inv.nodes[i].name.clone();
+        let task = task_for(app, namespace, name, instance, &node, &host_ports, &version);
+        let task_name = task["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        out.push((
+            crate::apiserver::objects::key(task_info, Some(namespace), &task_name),
+            task,
+        ));
+    }
+    Ok((out, None))
+}
+
+/// A short hash of the task template: tasks of an older version get replaced on upgrade.
+fn template_version(app: &App) -> String {
+    let template = json!({
+        "container": app.spec.container,
+        "resources": app.spec.resources,
+        "ports": app.spec.ports,
+        "healthChecks": app.spec.health_checks,
+        "readinessChecks": app.spec.readiness_checks,
+        "volumes": app.spec.volumes,
+    });
+    let text = template.to_string();
+    format!(
+        "{:08x}",
+        text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b))
+            .wrapping_mul(0x0100_0193))
+    )
+}
+
+fn task_for(
+    app: &App,
+    namespace: &str,
+    name: &str,
+    instance: i32,
+    node: &str,
+    host_ports: &[u16],
+    version: &str,
+) -> Value {
+    let suffix = &crate::apiserver::objects::new_uid()[..5];
+    let ports: Vec<Value> = app
+        .spec
+        .ports
+        .iter()
+        .zip(host_ports)
+        .map(|(p, hp)| {
+            let mut v = json!({"hostPort": hp});
+            if let Some(n) = &p.name {
+                v["name"] = json!(n);
+            }
+            if let Some(cp) = p.container_port {
+                v["containerPort"] = json!(cp);
+            }
+            v
+        })
+        .collect();
+    let mut labels = app.spec.labels.clone();
+    labels.insert(APP_LABEL.into(), name.into());
+    let mut task = json!({
+        "apiVersion": "drover.dev/v1alpha1",
+        "kind": "Task",
+        "metadata": {
+            "name": format!("{name}-{instance}-{suffix}"),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "drover.dev/v1alpha1",
+                "kind": "App",
+                "name": name,
+                "uid": app.metadata.uid.clone().unwrap_or_default(),
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "nodeName": node,
+            "owner": {"kind": "App", "name": name, "uid": app.metadata.uid},
+            "instance": instance,
+            "version": version,
+            "container": app.spec.container,
+            "resources": app.spec.resources,
+            "ports": ports,
+            "healthChecks": app.spec.health_checks,
+            "readinessChecks": app.spec.readiness_checks,
+            "killGracePeriodSeconds": app.spec.kill_grace_period_seconds,
+            "role": app.spec.role,
+        },
+        "status": {"phase": "Scheduled"},
+    });
+    if let Some(spec) = task["spec"].as_object_mut() {
+        spec.retain(|_, v| !v.is_null() && v != &json!([]));
+    }
+    stamp_new(&mut task);
+    task
+}
+
+fn status_of(
+    app: &App,
+    active: &[Arc<Task>],
+    desired: usize,
+    placed_now: usize,
+    stuck: Option<&str>,
+    backoff: Option<drover_api::kinds::app::BackoffStatus>,
+    wait: Option<chrono::Duration>,
+) -> Value {
+    let phase = |t: &Task| t.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    let running = active
+        .iter()
+        .filter(|t| phase(t) == TaskPhase::Running)
+        .count();
+    let healthy = active
+        .iter()
+        .filter(|t| {
+            phase(t) == TaskPhase::Running
+                && t.status.as_ref().and_then(|s| s.healthy) == Some(true)
+        })
+        .count();
+    let unhealthy = active
+        .iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.healthy) == Some(false))
+        .count();
+    let staged = active.len() - running + placed_now;
+    let ready = active
+        .iter()
+        .filter(|t| {
+            phase(t) == TaskPhase::Running && t.status.as_ref().and_then(|s| s.ready) != Some(false)
+        })
+        .count();
+    let generation = app.metadata.generation;
+    let old = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut conditions = old;
+    let now = time_from_chrono(Utc::now());
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| Condition {
+        type_: type_.into(),
+        status: if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_transition_time: Some(now.clone()),
+        observed_generation: generation,
+    };
+    let available = running >= desired;
+    drover_api::meta::set_condition(
+        &mut conditions,
+        condition(
+            "Available",
+            available,
+            if available {
+                "MinimumInstancesRunning"
+            } else {
+                "InstancesMissing"
+            },
+            format!("{running}/{desired} instances running"),
+        ),
+    );
+    let (scheduled, reason, message) = match (stuck, wait) {
+        (Some(why), _) => (false, "Unschedulable", why.to_string()),
+        (None, Some(w)) => (
+            false,
+            "BackingOff",
+            format!(
+                "launching again in {} s after failures",
+                w.num_seconds().max(1)
+            ),
+        ),
+        (None, None) => (true, "AllPlaced", format!("{desired} instances placed")),
+    };
+    drover_api::meta::set_condition(
+        &mut conditions,
+        condition("Scheduled", scheduled, reason, message),
+    );
+    let mut status = json!({
+        "observedGeneration": generation,
+        "instances": desired,
+        "staged": staged,
+        "running": running,
+        "healthy": healthy,
+        "unhealthy": unhealthy,
+        "ready": ready,
+        "version": template_version(app),
+        "selector": format!("{APP_LABEL}={}", app.metadata.name.clone().unwrap_or_default()),
+        "conditions": conditions,
+    });
+    if let Some(b) = backoff {
+        status["backoff"] = serde_json::to_value(b).unwrap_or(Value::Null);
+    }
+    status
+}
+
+/// Keys of Apps whose tasks changed, for the controller's trigger channel.
+pub fn owner_key(task: &Task) -> Option<crate::runtime::ObjectKey> {
+    let owner = task.spec.owner.as_ref()?;
+    (format!("{:?}", owner.kind) == "App").then(|| crate::runtime::ObjectKey {
+        namespace: task.metadata.namespace.clone(),
+        name: owner.name.clone(),
+    })
+}
+
+/// Tasks whose App is gone: deleted (the agent then kills them).
+pub async fn collect_orphans(store: &Arc<dyn Store>, apps: &Reader<App>, tasks: &Reader<Task>) {
+    let Ok(task_info) = info("Task") else { return };
+    let present: HashMap<(Option<String>, String), ()> = apps
+        .list()
+        .iter()
+        .map(|a| {
+            (
+                (
+                    a.metadata.namespace.clone(),
+                    a.metadata.name.clone().unwrap_or_default(),
+                ),
+                (),
+            )
+        })
+        .collect();
+    for t in tasks.list() {
+        let Some(owner) = owner_key(&t) else { continue };
+        if !present.contains_key(&(owner.namespace.clone(), owner.name.clone())) {
+            if let Err(e) = delete_task(store, task_info, &t).await {
+                tracing::warn!(error = %e, "could not delete an orphaned task");
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Runs the controllers of one process: the shared caches (Tasks, Nodes), the apps
+//! controller, and garbage collection of orphaned Tasks — while this process holds the
+//! leader lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_api::find_kind;
+use drover_api::kinds::app::App;
+use drover_api::kinds::node::Node;
+use drover_api::kinds::task::Task;
+use drover_store::Store;
+
+use crate::controllers::apps::{self, AppsContext};
+use crate::runtime::leader::LeaderElection;
+use crate::runtime::reflector::{self, reflector};
+use crate::runtime::watcher::Event;
+use crate::runtime::Controller;
+
+/// Runs until `shutdown` resolves. `identity` names this process in the leader lease.
+pub async fn run(
+    store: Arc<dyn Store>,
+    identity: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let election = LeaderElection::new(store.clone(), "controller-manager", identity, 10);
+    tokio::pin!(shutdown);
+    let leading = tokio::select! {
+        _ = &mut shutdown => return,
+        l = election.acquire() => l,
+    };
+    let mut leading = match leading {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "leader election failed; controllers not started");
+            return;
+        }
+    };
+    let (Some(app_info), Some(task_info), Some(node_info)) =
+        (find_kind("App"), find_kind("Task"), find_kind("Node"))
+    else {
+        tracing::error!("the App, Task and Node kinds must be registered");
+        return;
+    };
+    let (task_writer, tasks) = reflector::<Task>();
+    let (node_writer, nodes) = reflector::<Node>();
+    let controller = Controller::<App>::new(store.clone(), app_info).concurrency(8);
+    let apps_reader = controller.reader();
+    let trigger = controller.trigger();
+    let task_cache = tokio::spawn(reflector::run(
+        store.clone(),
+        task_info,
+        task_writer,
+        move |ev: &Event<Task>| {
+            let owners: Vec<_> = match ev {
+                Event::Restarted(all) => all.iter().filter_map(apps::owner_key).collect(),
+                Event::Applied(t) | Event::Deleted(t) => apps::owner_key(t).into_iter().collect(),
+            };
+            for key in owners {
+                let _ = trigger.send(key);
+            }
+        },
+    ));
+    let node_cache = tokio::spawn(reflector::run(
+        store.clone(),
+        node_info,
+        node_writer,
+        |_: &Event<Node>| {},
+    ));
+    tasks.wait_until_ready().await;
+    nodes.wait_until_ready().await;
+    let gc = {
+        let (store, apps_reader, tasks) = (store.clone(), apps_reader.clone(), tasks.clone());
+        tokio::spawn(async move {
+            apps_reader.wait_until_ready().await;
+            loop {
+                apps::collect_orphans(&store, &apps_reader, &tasks).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    let ctx = Arc::new(AppsContext {
+        store: store.clone(),
+        tasks,
+        nodes,
+    });
+    let lost = async move {
+        let _ = leading.wait_for(|l| !*l).await;
+    };
+    tokio::select! {
+        _ = &mut shutdown => {}
+        _ = lost => tracing::warn!("leadership lost; controllers stopped"),
+        _ = controller.run(apps::reconcile, apps::error_policy, ctx, std::future::pending::<()>()) => {}
+    }
+    task_cache.abort();
+    node_cache.abort();
+    gc.abort();
+}

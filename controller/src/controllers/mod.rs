@@ -1,0 +1,7 @@
+//! The controllers that turn desired state into placements. `apps`: an App's instances
+//! as Tasks bound to nodes; `manager` runs them (with leader election) in `drover up`.
+
+pub mod apps;
+pub mod events;
+pub mod manager;
+pub mod writes;
