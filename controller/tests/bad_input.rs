@@ -3,6 +3,28 @@
 mod common;
 
 use common::TestServer;
+
+/// Every case runs on the embedded store and on a real etcd.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $case() { super::$case(&super::TestServer::start()); } )*
+        }
+        mod etcd {
+            $( #[test] fn $case() { super::$case(&super::TestServer::start_on_etcd()); } )*
+        }
+    };
+}
+
+on_both_stores!(
+    malformed_json_and_yaml_are_400,
+    unknown_fields_follow_field_validation,
+    wrong_group_or_kind_is_400,
+    a_10_mib_body_is_413,
+    invalid_names_and_fields_are_422_with_causes,
+    stale_or_missing_resource_version_on_put,
+    bad_queries_and_media_types,
+);
 use serde_json::Value;
 
 const APPS: &str = "/apis/drover.dev/v1alpha1/namespaces/default/apps";
@@ -24,9 +46,7 @@ fn assert_status(r: &common::Reply, code: u16, reason: &str) -> Value {
     v
 }
 
-#[test]
-fn malformed_json_and_yaml_are_400() {
-    let s = TestServer::start();
+fn malformed_json_and_yaml_are_400(s: &TestServer) {
     let r = s.json(
         "POST",
         APPS,
@@ -51,9 +71,7 @@ fn malformed_json_and_yaml_are_400() {
     assert_eq!(s.count(STORED), 0);
 }
 
-#[test]
-fn unknown_fields_follow_field_validation() {
-    let s = TestServer::start();
+fn unknown_fields_follow_field_validation(s: &TestServer) {
     let body = app("web", r#","replicaz":3"#);
     let r = s.json("POST", &format!("{APPS}?fieldValidation=Strict"), &body);
     let v = assert_status(&r, 400, "BadRequest");
@@ -90,9 +108,7 @@ fn unknown_fields_follow_field_validation() {
     assert_eq!(s.count(STORED), 2);
 }
 
-#[test]
-fn wrong_group_or_kind_is_400() {
-    let s = TestServer::start();
+fn wrong_group_or_kind_is_400(s: &TestServer) {
     let r = s.json(
         "POST",
         APPS,
@@ -123,9 +139,7 @@ fn wrong_group_or_kind_is_400() {
     assert_eq!(s.count(STORED), 0);
 }
 
-#[test]
-fn a_10_mib_body_is_413() {
-    let s = TestServer::start();
+fn a_10_mib_body_is_413(s: &TestServer) {
     let big = format!(
         r#"{{"apiVersion":"drover.dev/v1alpha1","kind":"App","metadata":{{"name":"big","annotations":{{"x":"{}"}}}}}}"#,
         "a".repeat(10 << 20)
@@ -135,9 +149,7 @@ fn a_10_mib_body_is_413() {
     assert_eq!(s.count(STORED), 0);
 }
 
-#[test]
-fn invalid_names_and_fields_are_422_with_causes() {
-    let s = TestServer::start();
+fn invalid_names_and_fields_are_422_with_causes(s: &TestServer) {
     let r = s.json("POST", APPS, &app("Web_1", ""));
     let v = assert_status(&r, 422, "Invalid");
     assert_eq!(
@@ -171,9 +183,7 @@ fn invalid_names_and_fields_are_422_with_causes() {
     assert_eq!(s.count(STORED), 0);
 }
 
-#[test]
-fn stale_or_missing_resource_version_on_put() {
-    let s = TestServer::start();
+fn stale_or_missing_resource_version_on_put(s: &TestServer) {
     let r = s.json("POST", APPS, &app("web", ""));
     assert_eq!(r.status, 201, "{}", r.body);
     let mut obj = r.value();
@@ -211,9 +221,7 @@ fn stale_or_missing_resource_version_on_put() {
     assert_eq!(now["spec"]["instances"], 5, "only the good write landed");
 }
 
-#[test]
-fn bad_queries_and_media_types() {
-    let s = TestServer::start();
+fn bad_queries_and_media_types(s: &TestServer) {
     assert_eq!(s.json("POST", APPS, &app("web", "")).status, 201);
     let r = s.json("GET", &format!("{APPS}?labelSelector=a%20in%20(b"), "");
     assert_status(&r, 400, "BadRequest");

@@ -17,10 +17,29 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
-async fn start() -> (kube::Client, tempfile::TempDir) {
+/// What keeps a test's store alive.
+struct Backing {
+    _dir: tempfile::TempDir,
+    _etcd: Option<drover_store::EtcdServer>,
+}
+
+async fn start(on_etcd: bool) -> (kube::Client, Backing) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(dir.path().join("store")).expect("store"));
+    let (store, etcd): (Arc<dyn Store>, _) = if on_etcd {
+        let etcd = tokio::task::spawn_blocking(drover_store::EtcdServer::start)
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = drover_store::EtcdStore::connect(&[etcd.endpoint().to_string()])
+            .await
+            .expect("etcd");
+        (Arc::new(store), Some(etcd))
+    } else {
+        (
+            Arc::new(EmbeddedStore::open(dir.path().join("store")).expect("store")),
+            None,
+        )
+    };
     let pki = pki::ensure(&dir.path().join("pki"), &[]).expect("pki");
     let security = Security {
         tls: Some(tls_config(&pki).expect("tls")),
@@ -49,7 +68,13 @@ async fn start() -> (kube::Client, tempfile::TempDir) {
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .expect("config");
-    (kube::Client::try_from(config).expect("client"), dir)
+    (
+        kube::Client::try_from(config).expect("client"),
+        Backing {
+            _dir: dir,
+            _etcd: etcd,
+        },
+    )
 }
 
 fn apps(client: &kube::Client) -> Api<DynamicObject> {
@@ -68,8 +93,17 @@ fn app(name: &str, instances: i64) -> DynamicObject {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kube_lists_watches_and_patches() {
-    let (client, _dir) = start().await;
+async fn embedded_kube_lists_watches_and_patches() {
+    lists_watches_and_patches(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_kube_lists_watches_and_patches() {
+    lists_watches_and_patches(true).await;
+}
+
+async fn lists_watches_and_patches(on_etcd: bool) {
+    let (client, _backing) = start(on_etcd).await;
     let api = apps(&client);
     api.create(&PostParams::default(), &app("web", 2))
         .await

@@ -1,4 +1,5 @@
-//! An API server on 127.0.0.1:0 over an embedded store in a temp dir, and a minimal
+//! An API server on 127.0.0.1:0 over an embedded store in a temp dir (or a real etcd),
+//! and a minimal
 //! HTTP/1.1 client to talk to it byte for byte.
 
 #![allow(dead_code)]
@@ -13,6 +14,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
+    _etcd: Option<drover_store::EtcdServer>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -21,15 +23,38 @@ impl TestServer {
         Self::start_with(Default::default())
     }
 
+    /// The same server on a real etcd started for this test.
+    pub fn start_on_etcd() -> TestServer {
+        let etcd = drover_store::EtcdServer::start().unwrap_or_else(|e| panic!("{e}"));
+        Self::start_on(Default::default(), Some(etcd))
+    }
+
     /// With authentication (and/or TLS) as `drover up` serves.
     pub fn start_with(security: drover_controller::apiserver::secure::Security) -> TestServer {
+        Self::start_on(security, None)
+    }
+
+    /// On `etcd` if given, else on an embedded store in a temp dir.
+    fn start_on(
+        security: drover_controller::apiserver::secure::Security,
+        etcd: Option<drover_store::EtcdServer>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        let store: Arc<dyn Store> = match &etcd {
+            Some(e) => Arc::new(
+                runtime
+                    .block_on(drover_store::EtcdStore::connect(&[e
+                        .endpoint()
+                        .to_string()]))
+                    .expect("connect to etcd"),
+            ),
+            None => Arc::new(EmbeddedStore::open(dir.path()).expect("store")),
+        };
         let (addr, store) = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -51,6 +76,7 @@ impl TestServer {
             addr,
             store,
             _dir: dir,
+            _etcd: etcd,
             _runtime: runtime,
         }
     }
