@@ -75,24 +75,34 @@ impl PortPool {
         total.saturating_sub(self.used.len())
     }
 
-    /// Takes `n` free ports, lowest first; None if there are not enough.
+    /// Takes `n` free ports chosen at random, as Marathon does: the lowest ones would
+    /// collide first with whatever else on the host binds ports; None if there are not
+    /// enough.
     pub fn take(&mut self, n: usize) -> Option<Vec<u16>> {
-        let mut got = Vec::with_capacity(n);
-        'ranges: for &(a, b) in &self.ranges {
-            for p in a..=b {
-                if got.len() == n {
-                    break 'ranges;
-                }
-                if !self.used.contains(&p) {
-                    got.push(p);
-                }
-            }
+        if n == 0 {
+            return Some(Vec::new());
         }
-        if got.len() < n {
+        let mut free: Vec<u16> = self
+            .ranges
+            .iter()
+            .flat_map(|&(a, b)| a..=b)
+            .filter(|p| !self.used.contains(p))
+            .collect();
+        if free.len() < n {
             return None;
         }
-        self.used.extend(got.iter().copied());
-        Some(got)
+        // A partial Fisher–Yates shuffle with a per-call random seed.
+        let mut x = (uuid::Uuid::new_v4().as_u128() as u64) | 1;
+        for i in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let j = i + (x % (free.len() - i) as u64) as usize;
+            free.swap(i, j);
+        }
+        free.truncate(n);
+        self.used.extend(free.iter().copied());
+        Some(free)
     }
 }
 
@@ -157,5 +167,25 @@ impl Inventory {
             t.add(&n.allocatable);
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_taken_at_random_without_repeats_until_none_are_left() {
+        let mut pool = PortPool {
+            ranges: vec![(31000, 31009)],
+            used: [31000].into(),
+        };
+        let a = pool.take(4).expect("4 of 9");
+        let b = pool.take(5).expect("the other 5");
+        let mut all: Vec<u16> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (31001..=31009).collect::<Vec<_>>());
+        assert_eq!(pool.take(1), None);
+        assert_eq!(pool.take(0), Some(Vec::new()));
     }
 }
