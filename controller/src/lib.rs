@@ -4,4 +4,5 @@
 pub mod allocator;
 pub mod apiserver;
 pub mod controllers;
+pub mod fingerprint;
 pub mod runtime;

@@ -88,6 +88,13 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// What every new object gets from the server: a uid, its creation time, generation 1.
+pub fn stamp_created(obj: &mut Value, now: &str) {
+    set_meta(obj, "uid", json!(new_uid()));
+    set_meta(obj, "creationTimestamp", json!(now));
+    set_meta(obj, "generation", json!(1));
+}
+
 pub fn new_uid() -> String {
     uuid::Uuid::new_v4().to_string()
 }

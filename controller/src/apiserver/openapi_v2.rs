@@ -29,7 +29,7 @@ pub struct V2Document {
 /// Builds the encoded document (do it once: it walks every schema).
 pub fn v2_served() -> V2Document {
     let bytes = v2_protobuf();
-    let etag = format!("\"{:016X}\"", fnv1a64(&bytes));
+    let etag = format!("\"{:016X}\"", crate::fingerprint::fnv1a64(&bytes));
     V2Document { bytes, etag }
 }
 
@@ -926,14 +926,6 @@ fn pb_document(doc: &Value) -> pb::Document {
             additional_properties: named_schemas(doc.get("definitions")),
         }),
     }
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

@@ -66,7 +66,12 @@ impl Selectors {
         if let Some(l) = &self.labels {
             let labels: BTreeMap<String, String> = meta(obj)
                 .and_then(|m| m.get("labels"))
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !l.matches(&labels) {
                 return false;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::apiserver::objects::{
     admit, check_name, key, meta_str, new_uid, now_rfc3339, remove_meta, resource_version,
-    set_meta, set_resource_version, spec_changed, to_stored, FieldValidation,
+    set_meta, set_resource_version, spec_changed, stamp_created, to_stored, FieldValidation,
 };
 use crate::apiserver::patch;
 use crate::apiserver::reads::{get_object, scale_of, store_error};
@@ -111,9 +111,7 @@ async fn create_with(
         set_meta(&mut obj, "namespace", json!(ns));
     }
     let now = now_rfc3339();
-    set_meta(&mut obj, "uid", json!(new_uid()));
-    set_meta(&mut obj, "creationTimestamp", json!(now));
-    set_meta(&mut obj, "generation", json!(1));
+    stamp_created(&mut obj, &now);
     for f in [
         "resourceVersion",
         "deletionTimestamp",
@@ -503,9 +501,7 @@ pub async fn update_scale(
         }
     }
     let sent = with_scale(&current, &body)?;
-    let mut main = t.clone();
-    main.sub = Some(Subresource::Scale);
-    commit(state, &main, &current, revision, sent, opts).await
+    commit(state, t, &current, revision, sent, opts).await
 }
 
 /// DELETE: objects with finalizers get a deletionTimestamp; others go at once.

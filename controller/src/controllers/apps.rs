@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use drover_api::kinds::app::{App, KillSelection};
 use drover_api::kinds::node::Node;
-use drover_api::kinds::task::{Task, TaskPhase};
+use drover_api::kinds::task::{OwnerKind, Task, TaskPhase};
 use drover_api::meta::{time_from_chrono, time_to_chrono, Condition, ConditionStatus};
 use drover_api::{find_kind, KindInfo};
 use drover_store::{Store, StoreError};
@@ -23,7 +23,7 @@ use crate::allocator::inventory::{Amounts, Inventory, NodeState, PortPool};
 use crate::allocator::placement::{place, Request};
 use crate::allocator::score::Strategy;
 use crate::controllers::events::{record, Involved};
-use crate::controllers::writes::{create_all, stamp_new, write_status};
+use crate::controllers::writes::{create_all, write_status};
 use crate::runtime::reflector::Reader;
 use crate::runtime::Action;
 
@@ -67,7 +67,7 @@ fn tasks_of(ctx: &AppsContext, namespace: &str, name: &str) -> Vec<Arc<Task>> {
                 && t.spec
                     .owner
                     .as_ref()
-                    .is_some_and(|o| o.name == name && format!("{:?}", o.kind) == "App")
+                    .is_some_and(|o| o.name == name && o.kind == OwnerKind::App)
         })
         .collect()
 }
@@ -381,11 +381,9 @@ fn template_version(app: &App) -> String {
         "readinessChecks": app.spec.readiness_checks,
         "volumes": app.spec.volumes,
     });
-    let text = template.to_string();
     format!(
-        "{:08x}",
-        text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b))
-            .wrapping_mul(0x0100_0193))
+        "{:016x}",
+        crate::fingerprint::fnv1a64(template.to_string().as_bytes())
     )
 }
 
@@ -451,7 +449,7 @@ fn task_for(
     if let Some(spec) = task["spec"].as_object_mut() {
         spec.retain(|_, v| !v.is_null() && v != &json!([]));
     }
-    stamp_new(&mut task);
+    crate::apiserver::objects::stamp_created(&mut task, &crate::apiserver::objects::now_rfc3339());
     task
 }
 
@@ -558,7 +556,7 @@ fn status_of(
 /// Keys of Apps whose tasks changed, for the controller's trigger channel.
 pub fn owner_key(task: &Task) -> Option<crate::runtime::ObjectKey> {
     let owner = task.spec.owner.as_ref()?;
-    (format!("{:?}", owner.kind) == "App").then(|| crate::runtime::ObjectKey {
+    (owner.kind == OwnerKind::App).then(|| crate::runtime::ObjectKey {
         namespace: task.metadata.namespace.clone(),
         name: owner.name.clone(),
     })

@@ -8,19 +8,12 @@ use drover_store::Store;
 use serde_json::{json, Value};
 
 use crate::apiserver::objects::{now_rfc3339, to_stored};
-use crate::controllers::writes::stamp_new;
 
 pub struct Involved<'a> {
     pub kind: &'a str,
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: Option<&'a str>,
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Records (or repeats) an event; failures are logged, never fatal to a reconcile.
@@ -34,7 +27,8 @@ pub async fn record(
     let name = format!(
         "{}.{:x}",
         about.name,
-        fnv(&format!("{}{reason}{message}", about.kind)) & 0xffff_ffff
+        crate::fingerprint::fnv1a64(format!("{}{reason}{message}", about.kind).as_bytes())
+            & 0xffff_ffff
     );
     let key = format!("/registry/drover.dev/events/{}/{name}", about.namespace);
     let now = now_rfc3339();
@@ -74,7 +68,7 @@ pub async fn record(
             if let Some(uid) = about.uid {
                 ev["involvedObject"]["uid"] = json!(uid);
             }
-            stamp_new(&mut ev);
+            crate::apiserver::objects::stamp_created(&mut ev, &now);
             store.create(&key, to_stored(&ev), 0).await.map(|_| ())
         }
         Err(e) => Err(e),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use drover_api::{DroverKind, KindInfo};
 use drover_store::{Compare, Op, Store, StoreError, Txn};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::apiserver::objects::{key, new_uid, now_rfc3339, to_stored};
+use crate::apiserver::objects::{key, to_stored};
 
 /// Store key of an object.
 pub fn key_of<K: DroverKind>(info: &KindInfo, obj: &K) -> String {
@@ -18,14 +18,6 @@ pub fn key_of<K: DroverKind>(info: &KindInfo, obj: &K) -> String {
         m.namespace.as_deref(),
         m.name.as_deref().unwrap_or_default(),
     )
-}
-
-/// Fills what the API server would: uid, creation time, generation.
-pub fn stamp_new(obj: &mut Value) {
-    let meta = &mut obj["metadata"];
-    meta["uid"] = json!(new_uid());
-    meta["creationTimestamp"] = json!(now_rfc3339());
-    meta["generation"] = json!(1);
 }
 
 /// Creates all `objects` in one transaction, or none if any exists already.
