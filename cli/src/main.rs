@@ -6,9 +6,11 @@
 mod agent;
 mod client;
 mod cmd;
+mod controller;
 mod print;
 mod server;
 mod serving;
+mod shim;
 mod signals;
 mod up;
 mod yaml_lines;
@@ -52,6 +54,19 @@ enum Command {
     ApiResources(cmd::api_resources::ApiResourcesArgs),
     /// Print the client version, and the server's when it answers.
     Version(cmd::version::VersionArgs),
+    /// Print a task's output (or an app's tasks'), following with -f.
+    Logs(cmd::logs::LogsArgs),
+    /// Watch, list, undo or restart an App's rollouts.
+    Rollout(cmd::rollout::RolloutArgs),
+    /// Cordon, drain or uncordon a node.
+    Node(cmd::node::NodeArgs),
+    /// Run the controllers alone against a store (for etcd deployments).
+    Controller(controller::ControllerArgs),
+    /// Benchmarks: scheduling at scale, agent start latency.
+    Bench(cmd::bench::BenchArgs),
+    /// Internal: the parent process of one task (started by the agent).
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +93,12 @@ fn main() -> std::process::ExitCode {
         Command::Wait(args) => cmd::wait::run(args),
         Command::ApiResources(args) => cmd::api_resources::run(args),
         Command::Version(args) => cmd::version::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
+        Command::Rollout(args) => cmd::rollout::run(args),
+        Command::Node(args) => cmd::node::run(args),
+        Command::Controller(args) => controller::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Shim(args) => shim::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

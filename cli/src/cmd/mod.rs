@@ -3,10 +3,14 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod bench;
 pub mod delete;
 pub mod describe;
 pub mod edit;
 pub mod get;
+pub mod logs;
+pub mod node;
+pub mod rollout;
 pub mod scale;
 pub mod version;
 pub mod wait;
