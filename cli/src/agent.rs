@@ -36,6 +36,12 @@ pub struct AgentArgs {
     /// Node name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    /// Where to serve task logs for the API server (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Seconds between heartbeats (keep it well under the server's node lease).
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_seconds: f64,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -51,6 +57,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let hostname = args.hostname.unwrap_or_else(detect_hostname);
     let node = args.node_name.unwrap_or_else(|| hostname.clone());
     let mut config = AgentConfig::new(node, hostname, args.data_dir);
+    if !(args.heartbeat_seconds.is_finite() && args.heartbeat_seconds > 0.0) {
+        anyhow::bail!("--heartbeat-seconds must be a positive number of seconds");
+    }
+    config.heartbeat_interval = std::time::Duration::from_secs_f64(args.heartbeat_seconds);
     for a in &args.attributes {
         let (k, v) =
             parse_attribute(a).with_context(|| format!("--attribute {a:?}: expected k=v"))?;
@@ -66,7 +76,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .await
             .context("connecting to the API server")?;
         let node = config.node_name.clone();
-        let agent = Agent::new(config, client, Arc::new(ProcessDriver::default()));
+        let drivers = drover_agent::driver::runc::agent_drivers(
+            Arc::new(ProcessDriver::new(config.shim_exe.clone())),
+            &config.data_dir,
+        );
+        let logs = drover_agent::logserver::LogAuth::for_connection(&connection, client.clone());
+        let agent = Agent::new(config, client, drivers).serve_logs(args.listen, logs);
         println!("drover agent: serving node {node}");
         agent
             .run(stop)

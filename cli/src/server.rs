@@ -31,6 +31,9 @@ pub struct ServerArgs {
     /// Serve plain HTTP without authentication (development only).
     #[arg(long)]
     insecure: bool,
+    /// A node whose agent is silent this long loses its heartbeat lease (NotReady).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i64).range(1..))]
+    node_lease_seconds: i64,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -69,7 +72,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             access.server, args.store
         );
         println!("export KUBECONFIG={}", kubeconfig.display());
-        drover_controller::apiserver::secure::serve_with(store, listener, security, stop)
+        let state = drover_controller::apiserver::ApiState::new(store)
+            .with_node_lease_seconds(args.node_lease_seconds);
+        drover_controller::apiserver::secure::serve_state_with(state, listener, security, stop)
             .await
             .context("serving the API")?;
         anyhow::Ok(())

@@ -30,6 +30,12 @@ pub struct UpArgs {
     /// Do not run the controllers (the API serves and stores, nothing reconciles).
     #[arg(long)]
     no_controllers: bool,
+    /// A node whose agent is silent this long is NotReady (its heartbeat lease expires).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i64).range(1..))]
+    node_lease_seconds: i64,
+    /// A NotReady node's tasks are Lost (and replaced elsewhere) after this long.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64))]
+    node_lost_seconds: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -83,10 +89,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             let store = store.clone();
             let stopped = until_stopped(stopping.clone());
             let identity = format!("drover-up-{}", std::process::id());
-            tokio::spawn(async move { drover_controller::controllers::manager::run(store, &identity, stopped).await })
+            let nodes = drover_controller::controllers::nodes::NodesConfig {
+                lease: std::time::Duration::from_secs(args.node_lease_seconds as u64),
+                lost_after: std::time::Duration::from_secs(args.node_lost_seconds),
+            };
+            tokio::spawn(async move { drover_controller::controllers::manager::run_with(store, &identity, nodes, stopped).await })
         });
-        let server = tokio::spawn(drover_controller::apiserver::secure::serve_with(
-            store,
+        let server = tokio::spawn(drover_controller::apiserver::secure::serve_state_with(
+            drover_controller::apiserver::ApiState::new(store)
+                .with_node_lease_seconds(args.node_lease_seconds),
             listener,
             security,
             until_stopped(stopping.clone()),
@@ -98,6 +109,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 token,
                 (!args.insecure).then(|| data_dir.join("pki").join("ca.crt")),
                 data_dir.join("agent"),
+                heartbeat_for(args.node_lease_seconds),
                 until_stopped(stopping.clone()),
             ))),
             _ => None,
@@ -127,6 +139,7 @@ async fn local_agent(
     token: String,
     ca_file: Option<PathBuf>,
     data_dir: PathBuf,
+    heartbeat: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use drover_agent::client::{connect, Connection};
@@ -138,11 +151,23 @@ async fn local_agent(
     let client = connect(&connection)
         .await
         .context("connecting the local agent")?;
-    let config = drover_agent::AgentConfig::new(node.clone(), node, data_dir);
-    let agent = drover_agent::Agent::new(
-        config,
-        client,
-        Arc::new(drover_agent::driver::process::ProcessDriver::default()),
+    let mut config = drover_agent::AgentConfig::new(node.clone(), node, data_dir);
+    config.heartbeat_interval = heartbeat;
+    let drivers = drover_agent::driver::runc::agent_drivers(
+        Arc::new(drover_agent::driver::process::ProcessDriver::new(
+            config.shim_exe.clone(),
+        )),
+        &config.data_dir,
     );
+    let logs = drover_agent::logserver::LogAuth::for_connection(&connection, client.clone());
+    let agent = drover_agent::Agent::new(config, client, drivers)
+        .serve_logs(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), logs);
     agent.run(shutdown).await.context("running the local agent")
+}
+
+/// The local agent heartbeats at least three times per node lease, and never less
+/// often than the agent's default (5 s).
+fn heartbeat_for(lease_seconds: i64) -> std::time::Duration {
+    let third = std::time::Duration::from_millis((lease_seconds.max(1) as u64) * 1000 / 3);
+    third.min(std::time::Duration::from_secs(5))
 }

@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod apiserver;
+pub mod bench;
 pub mod controllers;
 pub mod fingerprint;
 pub mod runtime;

@@ -39,6 +39,8 @@ pub struct Agent {
     ctx: Arc<TaskContext>,
     tasks: HashMap<String, Supervised>,
     listed_once: bool,
+    /// Where to serve task logs, and who may read them.
+    logs: Option<(std::net::SocketAddr, crate::logserver::LogAuth)>,
 }
 
 impl Agent {
@@ -48,6 +50,7 @@ impl Agent {
             driver,
             checkpoints: Checkpoints::new(config.tasks_dir()),
             reporter: StatusReporter::new(client.clone(), config.hostname.clone()),
+            events: crate::events::EventRecorder::new(client.clone(), config.hostname.clone()),
         });
         Agent {
             config,
@@ -55,7 +58,19 @@ impl Agent {
             ctx,
             tasks: HashMap::new(),
             listed_once: false,
+            logs: None,
         }
+    }
+
+    /// Also serve task logs on `listen` (port 0 picks one), advertised in the Node's
+    /// `status.daemonEndpoint` for the API server to proxy.
+    pub fn serve_logs(
+        mut self,
+        listen: std::net::SocketAddr,
+        auth: crate::logserver::LogAuth,
+    ) -> Self {
+        self.logs = Some((listen, auth));
+        self
     }
 
     /// Registers, then serves until `shutdown` resolves. Tasks keep running when the
@@ -64,6 +79,25 @@ impl Agent {
         let dir = self.config.tasks_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         let capacity = detect_capacity(&self.config.data_dir);
+        let logs = match self.logs.take() {
+            Some((listen, auth)) => {
+                let server = crate::logserver::LogServer::bind(
+                    listen,
+                    dir.clone(),
+                    &self.config.node_name,
+                    auth,
+                )
+                .await
+                .map_err(|e| Error::io("listening for log requests on", listen.to_string(), e))?;
+                let endpoint = server.endpoint(&self.config.hostname);
+                self.config.daemon_endpoint = Some(
+                    endpoint
+                        .map_err(|e| Error::io("reading the address of", listen.to_string(), e))?,
+                );
+                Some(tokio::spawn(server.serve(std::future::pending())))
+            }
+            None => None,
+        };
         let ready_since = register(&self.client, &self.config, &capacity).await?;
         let beat = tokio::spawn(crate::heartbeat::heartbeat(
             self.client.clone(),
@@ -89,6 +123,9 @@ impl Agent {
             }
         }
         beat.abort();
+        if let Some(logs) = logs {
+            logs.abort();
+        }
         tracing::info!(node = %self.config.node_name, "agent stopping; tasks keep running");
         Ok(())
     }
@@ -161,6 +198,17 @@ impl Agent {
             self.kill(&key);
             return;
         }
+        // Given up as Lost while this node could not heartbeat (the nodes controller):
+        // its replacement runs elsewhere, so what still runs of it here must go.
+        let lost = task
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskPhase::Lost);
+        if lost && self.tasks.contains_key(&key) {
+            tracing::info!(task = %key, "task was given up as Lost: killing it");
+            self.kill(&key);
+            return;
+        }
         if let Some(s) = self.tasks.get(&key) {
             if s.uid == task.metadata.uid {
                 return;
@@ -184,6 +232,12 @@ impl Agent {
                     let reporter = self.ctx.reporter.clone();
                     tokio::spawn(async move { reporter.report_with_retries(&state).await });
                 }
+            }
+            Some(state) if state.pid.is_some() && lost => {
+                let pid = state.pid.unwrap_or_default();
+                tracing::info!(task = %key, pid, "task was given up as Lost: killing it");
+                let launch = self.launch_for(&state, &[], "");
+                self.spawn(state, launch, Mode::Adopt(pid), true);
             }
             Some(state) if state.pid.is_some() => {
                 let pid = state.pid.unwrap_or_default();
@@ -230,6 +284,8 @@ impl Agent {
             container: Default::default(),
             health_checks: Vec::new(),
             readiness_checks: Vec::new(),
+            resources: Default::default(),
+            volumes: Vec::new(),
             ports: state
                 .host_ports
                 .iter()
@@ -263,6 +319,8 @@ fn with_task(launch: Launch, task: &Task) -> Launch {
         container: task.spec.container.clone(),
         health_checks: task.spec.health_checks.clone(),
         readiness_checks: task.spec.readiness_checks.clone(),
+        resources: task.spec.resources.clone(),
+        volumes: task.spec.volumes.clone(),
         ..launch
     }
 }

@@ -22,6 +22,12 @@ pub struct AgentConfig {
     pub port_range: PortRange,
     /// How often the Node status is refreshed.
     pub heartbeat_interval: Duration,
+    /// Where the agent serves task logs (`http://host:port`), advertised in the Node
+    /// status; set once the log server listens.
+    pub daemon_endpoint: Option<String>,
+    /// The executable drivers run as a task's shim (`<shim_exe> shim --spec …`):
+    /// by default this very executable, `drover`.
+    pub shim_exe: PathBuf,
 }
 
 impl AgentConfig {
@@ -41,6 +47,8 @@ impl AgentConfig {
                 end: drover_api::defaults::NODE_PORT_RANGE_END,
             },
             heartbeat_interval: Duration::from_secs(5),
+            daemon_endpoint: None,
+            shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("drover")),
         }
     }
 

@@ -9,6 +9,8 @@ use drover_api::kinds::task::TaskPhase;
 use drover_api::Task;
 use serde::{Deserialize, Serialize};
 
+use crate::driver::cgroups::Usage;
+use crate::driver::Checkpointed;
 use crate::error::Error;
 
 /// A transition the lifecycle does not allow.
@@ -39,6 +41,22 @@ pub struct TaskState {
     /// Process (group leader) id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// The pid of the task's shim (its parent, which records its exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shim_pid: Option<i32>,
+    /// The task's start time (`/proc/PID/stat` field 22): after a restart the agent
+    /// adopts `pid` only if it still started then (a reused pid is someone else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_start_time: Option<u64>,
+    /// Last sampled resource usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<SampledUsage>,
+    /// Why the task's cgroup limits are not enforced (None: they are, or it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_not_enforced: Option<String>,
+    /// The container's id (container drivers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     /// Host ports, in the order of the Task's ports (0s resolved).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<u16>,
@@ -77,6 +95,27 @@ pub struct TaskState {
     pub kill_grace_seconds: u64,
 }
 
+/// Usage of a task and when it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampledUsage {
+    /// CPU seconds and memory bytes.
+    #[serde(flatten)]
+    pub usage: Usage,
+    /// When.
+    pub sampled_at: DateTime<Utc>,
+}
+
+impl SampledUsage {
+    /// `usage`, sampled now.
+    pub fn now(usage: Usage) -> Self {
+        SampledUsage {
+            usage,
+            sampled_at: Utc::now(),
+        }
+    }
+}
+
 fn default_grace() -> u64 {
     drover_api::defaults::KILL_GRACE_PERIOD_SECONDS.unsigned_abs()
 }
@@ -100,6 +139,15 @@ impl TaskState {
                 .unwrap_or_else(default_grace),
             ..Default::default()
         }
+    }
+
+    /// What adoption needs of the started process, if one was started.
+    pub fn checkpointed(&self) -> Option<Checkpointed> {
+        Some(Checkpointed {
+            pid: self.pid?,
+            start_time: self.task_start_time,
+            shim_pid: self.shim_pid,
+        })
     }
 
     /// `<ns>/<name>`.
@@ -294,13 +342,27 @@ mod tests {
         let cp = Checkpoints::new(dir.path());
         let mut s = state();
         s.pid = Some(42);
+        s.shim_pid = Some(41);
+        s.task_start_time = Some(123456);
+        s.usage = Some(SampledUsage::now(Usage {
+            cpu_seconds: 0.5,
+            memory_bytes: 4096,
+        }));
         s.host_ports = vec![31000];
         s.transition(Starting)?;
         cp.save(&s)?;
         assert_eq!(cp.load("default", "web-0")?, Some(s.clone()));
         assert_eq!(cp.load("default", "other")?, None);
-        assert_eq!(cp.load_all(), vec![s]);
+        assert_eq!(cp.load_all(), vec![s.clone()]);
         assert!(dir.path().join("default_web-0/state.json").is_file());
+        assert_eq!(
+            s.checkpointed(),
+            Some(Checkpointed {
+                pid: 42,
+                start_time: Some(123456),
+                shim_pid: Some(41)
+            })
+        );
         Ok(())
     }
 }

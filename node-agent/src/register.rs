@@ -92,13 +92,30 @@ pub fn node_status(config: &AgentConfig, capacity: &Capacity, ready_since: &Time
             address: config.hostname.clone(),
         }],
         last_heartbeat_time: Some(now),
-        drivers: vec![DriverInfo {
-            name: "process".into(),
-            version: None,
-        }],
+        drivers: advertised_drivers(),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        daemon_endpoint: config.daemon_endpoint.clone(),
         ..Default::default()
     }
+}
+
+/// `process` always; `runc` when it is on `PATH` and the agent runs as root (checked
+/// once per process).
+fn advertised_drivers() -> Vec<DriverInfo> {
+    static RUNC: std::sync::OnceLock<Option<Option<String>>> = std::sync::OnceLock::new();
+    let runc =
+        RUNC.get_or_init(|| crate::driver::runc::available().then(crate::driver::runc::version));
+    let mut drivers = vec![DriverInfo {
+        name: "process".into(),
+        version: None,
+    }];
+    if let Some(version) = runc {
+        drivers.push(DriverInfo {
+            name: "runc".into(),
+            version: version.clone(),
+        });
+    }
+    drivers
 }
 
 /// Creates the Node, or updates the spec fields the agent owns; then writes its status.

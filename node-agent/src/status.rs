@@ -1,8 +1,8 @@
 //! Reports a task's state to the API server: a merge patch of `/status` with the phase,
 //! times, pid, exit code, reason and a message a person understands.
 
-use drover_api::kinds::task::TaskStatus;
-use drover_api::meta::time_from_chrono;
+use drover_api::kinds::task::{TaskStatus, TaskUsage};
+use drover_api::meta::{time_from_chrono, Condition, ConditionStatus};
 use kube::api::{Patch, PatchParams};
 use kube::Client;
 
@@ -21,14 +21,34 @@ pub fn task_status(state: &TaskState, host_ip: Option<&str>) -> TaskStatus {
         started_at: state.started_at.map(time_from_chrono),
         finished_at: state.finished_at.map(time_from_chrono),
         pid: state.pid.map(i64::from),
+        container_id: state.container_id.clone(),
         healthy: state.healthy,
         ready: state.ready,
         consecutive_health_failures: state
             .consecutive_health_failures
             .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         host_ip: host_ip.map(str::to_string),
+        usage: state.usage.map(|u| TaskUsage {
+            cpu_seconds: u.usage.cpu_seconds,
+            memory_bytes: u.usage.memory_bytes,
+            sampled_at: Some(time_from_chrono(u.sampled_at)),
+        }),
+        conditions: limits_condition(state).into_iter().collect(),
         ..Default::default()
     }
+}
+
+/// `LimitsEnforced=False` when the node could not give the task its cgroup limits.
+fn limits_condition(state: &TaskState) -> Option<Condition> {
+    let why = state.limits_not_enforced.as_ref()?;
+    Some(Condition {
+        type_: "LimitsEnforced".into(),
+        status: ConditionStatus::False,
+        reason: Some("CgroupsUnavailable".into()),
+        message: Some(why.clone()),
+        last_transition_time: state.started_at.map(time_from_chrono),
+        observed_generation: None,
+    })
 }
 
 /// Writes task statuses.
@@ -120,5 +140,39 @@ mod tests {
         assert_eq!(s.pid, Some(7));
         assert_eq!(s.message.as_deref(), Some("exited with code 3"));
         assert_eq!(s.host_ip.as_deref(), Some("h1"));
+        assert!(s.conditions.is_empty());
+        assert_eq!(s.usage, None);
+    }
+
+    #[test]
+    fn usage_and_unenforced_limits_are_reported() {
+        let state = TaskState {
+            phase: TaskPhase::Running,
+            usage: Some(crate::lifecycle::SampledUsage::now(
+                crate::driver::cgroups::Usage {
+                    cpu_seconds: 1.25,
+                    memory_bytes: 4096,
+                },
+            )),
+            limits_not_enforced: Some(
+                "cgroup limits are not enforced: creating /sys/fs/cgroup/memory/drover: read-only"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        let s = task_status(&state, None);
+        let usage = s.usage.unwrap_or_default();
+        assert_eq!((usage.cpu_seconds, usage.memory_bytes), (1.25, 4096));
+        assert!(usage.sampled_at.is_some());
+        let c = &s.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status),
+            ("LimitsEnforced", ConditionStatus::False)
+        );
+        assert!(c
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("read-only"));
     }
 }

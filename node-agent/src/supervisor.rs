@@ -9,13 +9,20 @@ use std::time::Duration;
 use drover_api::kinds::task::TaskPhase;
 use tokio::sync::watch;
 
-use crate::driver::{Driver, DriverError, Exit, Launch, Running};
+use crate::driver::{Checkpointed, Driver, DriverError, Exit, Launch, Running};
 use crate::health::{ExecContext, HealthMonitor, HealthState, MonitorHandle, TaskTarget};
-use crate::lifecycle::{Checkpoints, TaskState};
+use crate::lifecycle::{Checkpoints, SampledUsage, TaskState};
 use crate::status::StatusReporter;
 
 /// The reason of a task killed because its health checks failed.
 pub const UNHEALTHY_REASON: &str = "HealthCheckFailed";
+
+/// The reason of a task the kernel killed for exceeding its memory limit.
+pub const OOM_REASON: &str = "OOMKilled";
+
+/// When a running task's usage is first sampled, then how often.
+const USAGE_FIRST: Duration = Duration::from_secs(1);
+const USAGE_EVERY: Duration = Duration::from_secs(10);
 
 /// What every task runner shares.
 pub struct TaskContext {
@@ -25,6 +32,8 @@ pub struct TaskContext {
     pub checkpoints: Checkpoints,
     /// Status writer.
     pub reporter: StatusReporter,
+    /// Events about tasks (Started, Unhealthy, Killed, …).
+    pub events: crate::events::EventRecorder,
 }
 
 /// Start a new process, or take back one an earlier agent started.
@@ -51,7 +60,8 @@ impl TaskContext {
     async fn finish(&self, state: &mut TaskState, phase: TaskPhase, reason: &str, message: String) {
         match state.finish(phase, reason, message) {
             Ok(()) => {
-                tracing::info!(task = %state.key(), phase = ?phase, message = state.message.as_deref().unwrap_or_default(), "task ended")
+                tracing::info!(task = %state.key(), phase = ?phase, message = state.message.as_deref().unwrap_or_default(), "task ended");
+                self.events.ended(state);
             }
             Err(error) => tracing::warn!(%error, "ignored transition"),
         }
@@ -76,8 +86,18 @@ pub async fn run_task(
     mut kill: watch::Receiver<bool>,
 ) {
     let running = match mode {
-        Mode::Adopt(pid) => match ctx.driver.adopt(pid, &launch) {
-            Some(r) => r,
+        Mode::Adopt(pid) => match ctx.driver.adopt_checkpointed(
+            &Checkpointed {
+                pid,
+                ..state.checkpointed().unwrap_or_default()
+            },
+            &launch,
+        ) {
+            Some(r) => {
+                let msg = format!("re-adopted process {pid} after an agent restart");
+                ctx.events.normal(&state, "Adopted", msg);
+                r
+            }
             None => {
                 let msg = format!("process {pid} exited while the agent was away (status unknown)");
                 ctx.finish(&mut state, TaskPhase::Failed, "ExitUnknown", msg)
@@ -122,6 +142,10 @@ async fn start(
     match ctx.driver.start(launch).await {
         Ok(running) => {
             state.pid = Some(running.pid());
+            state.shim_pid = running.shim_pid();
+            state.container_id = running.container_id();
+            state.task_start_time = running.start_time();
+            state.limits_not_enforced = running.limits_not_enforced();
             if let Err(error) = state.transition(TaskPhase::Running) {
                 tracing::warn!(%error, "ignored transition");
             }
@@ -129,6 +153,8 @@ async fn start(
             state.message = None;
             initial_health(state, launch);
             ctx.record(state).await;
+            let msg = format!("started process {} on {}", running.pid(), launch.host);
+            ctx.events.normal(state, "Started", msg);
             Some(running)
         }
         Err(error) => {
@@ -163,9 +189,17 @@ async fn supervise(
         ctx.record(state).await;
     }
     let mut unhealthy = None;
+    let mut usage_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + USAGE_FIRST, USAGE_EVERY);
     let exit = loop {
         tokio::select! {
             exit = running.wait() => break exit,
+            _ = usage_tick.tick() => {
+                if let Some(usage) = running.usage() {
+                    state.usage = Some(SampledUsage::now(usage));
+                    ctx.record(state).await;
+                }
+            }
             () = kill_requested(kill) => {
                 state.kill_requested = true;
                 ctx.save(state);
@@ -182,6 +216,9 @@ async fn supervise(
                     break kill_gracefully(state, running.as_mut()).await;
                 }
                 if changed {
+                    if let (Some(false), Some(m)) = (state.healthy, &state.message) {
+                        ctx.events.warning(state, "Unhealthy", m.clone());
+                    }
                     ctx.record(state).await;
                 }
             }
@@ -200,6 +237,9 @@ async fn supervise(
             return;
         }
     };
+    if let Some(usage) = running.usage() {
+        state.usage = Some(SampledUsage::now(usage));
+    }
     match exit {
         Exit::Code(code) => state.exit_code = Some(code),
         Exit::Signal(sig) => state.signal = Some(sig),
@@ -213,9 +253,27 @@ async fn supervise(
             UNHEALTHY_REASON,
             format!("killed as unhealthy: {why}"),
         ),
+        None if running.oom_killed() && !state.kill_requested => {
+            (TaskPhase::Failed, OOM_REASON, oom_message(exit, launch))
+        }
         None => outcome(exit, state.kill_requested, launch),
     };
     ctx.finish(state, phase, reason, message).await;
+}
+
+/// "killed: out of memory (limit 64 MiB)", plus how it exited when the kernel killed
+/// only one of its processes.
+fn oom_message(exit: Exit, launch: &Launch) -> String {
+    let limit = launch
+        .resources
+        .mem_mib
+        .filter(|m| *m > 0)
+        .map(|m| format!(" (limit {m} MiB)"))
+        .unwrap_or_default();
+    match exit {
+        Exit::Code(_) => format!("killed: out of memory{limit}; {}", exit.describe()),
+        _ => format!("killed: out of memory{limit}"),
+    }
 }
 
 /// SIGTERM, the task's grace period, SIGKILL.

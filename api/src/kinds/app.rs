@@ -195,6 +195,102 @@ pub struct AppStatus {
     /// `Available`, `Progressing`, `Scheduled` (with why not), …
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The current rollout: which revision, how far, and how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentStatus>,
+    /// Every distinct task template seen, oldest first (at most 10), so a rollout can
+    /// be undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
+}
+
+/// Annotation `drover rollout restart` bumps: part of the task template, so changing
+/// it forces a new version.
+pub const RESTARTED_AT_ANNOTATION: &str = "drover.dev/restartedAt";
+
+/// The parts of an App that make its task template (their hash is the version).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppTemplate {
+    /// `spec.container`.
+    #[serde(default)]
+    pub container: ContainerSpec,
+    /// `spec.resources`.
+    #[serde(default)]
+    pub resources: Resources,
+    /// `spec.ports`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    /// `spec.healthChecks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+    /// `spec.readinessChecks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readiness_checks: Vec<HealthCheck>,
+    /// `spec.volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    /// The `drover.dev/restartedAt` annotation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+}
+
+/// One entry of an App's revision history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    /// Increasing number; a template seen again (rollback, undo) gets a new number.
+    pub revision: i64,
+    /// Hash of the template.
+    pub version: String,
+    /// When this revision was (last) rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Why it was rolled out: `update`, `rollback from revision N`, `undo`, `restart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// The template itself, to restore on rollback.
+    #[serde(default)]
+    pub template: AppTemplate,
+}
+
+/// Phase of a rollout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeploymentPhase {
+    /// New-version tasks are replacing old ones.
+    #[default]
+    Progressing,
+    /// Every instance runs the current version and is healthy and ready.
+    Complete,
+    /// The progress deadline passed (and no rollback was made).
+    Failed,
+    /// The progress deadline passed and the previous revision was restored.
+    RolledBack,
+}
+
+/// The current rollout of an App.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// Revision being rolled out.
+    pub revision: i64,
+    /// Its version (template hash).
+    pub version: String,
+    /// Progressing, Complete, Failed or RolledBack.
+    pub phase: DeploymentPhase,
+    /// Instances of this version that are healthy and ready.
+    pub updated: i32,
+    /// Instances wanted.
+    pub total: i32,
+    /// What is happening, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When this rollout started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Time>,
+    /// Last time an instance of this version became healthy and ready (or the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress: Option<Time>,
 }
 
 kind_constructor!(App, AppSpec);

@@ -159,6 +159,10 @@ pub struct NodeStatus {
     /// Agent version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// Where the agent serves task logs (`http://host:port`); the API server proxies
+    /// `tasks/{name}/log` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_endpoint: Option<String>,
 }
 
 kind_constructor!(Node, NodeSpec);

@@ -238,6 +238,24 @@ pub struct TaskStatus {
     /// `Healthy`, `Ready`, …
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Resource usage, sampled by the agent from the task's cgroup every ~10 s while it
+    /// runs and once at its end (absent where the node gives tasks no cgroup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TaskUsage>,
+}
+
+/// What a task uses, as its node's agent last sampled it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskUsage {
+    /// CPU time used so far (user + system), in seconds.
+    pub cpu_seconds: f64,
+    /// Memory charged to the task when sampled (cgroup v1 `memory.usage_in_bytes`,
+    /// v2 `memory.current`), in bytes.
+    pub memory_bytes: u64,
+    /// When the agent sampled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_at: Option<Time>,
 }
 
 kind_constructor!(Task, TaskSpec);

@@ -288,6 +288,22 @@ impl Client {
         .await
     }
 
+    /// GET whose answer is read as it arrives (task logs), as raw bytes.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<impl Stream<Item = reqwest::Result<Vec<u8>>> + Send + Unpin + use<>> {
+        let response = self
+            .send(Method::GET, path, query, "text/plain, */*", None)
+            .await?;
+        Ok(Box::pin(
+            response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|b| b.to_vec())),
+        ))
+    }
+
     /// Starts a watch (`watch=true` is added to `query`).
     pub async fn watch(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<WatchStream> {
         let mut query = query.to_vec();

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod rootfs;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,6 +16,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     cache: tempfile::TempDir,
     _etcd: Option<drover_store::EtcdServer>,
+    /// The arguments it was started with, for [`Cluster::kill9_and_restart`].
+    args: Vec<String>,
 }
 
 impl Cluster {
@@ -48,6 +52,14 @@ impl Cluster {
         Self::start(&args, dir, Some(etcd))
     }
 
+    /// The whole single-machine cluster with extra `drover up` flags, on `dir` (which
+    /// may hold a tokens.yaml the test prepared, e.g. for a second agent).
+    pub fn full_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
+        let mut args = vec!["up", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::start(&args, dir, None)
+    }
+
     pub fn up_in(dir: tempfile::TempDir) -> Cluster {
         Self::start(
             &[
@@ -69,10 +81,40 @@ impl Cluster {
         dir: tempfile::TempDir,
         etcd: Option<drover_store::EtcdServer>,
     ) -> Cluster {
+        let (child, server) = Self::spawn(args, dir.path());
+        let kubeconfig = dir.path().join("kubeconfig");
+        Cluster {
+            child,
+            dir,
+            server,
+            kubeconfig,
+            cache: tempfile::tempdir().expect("cache dir"),
+            _etcd: etcd,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// The endpoint of the etcd of [`Cluster::on_etcd`].
+    pub fn etcd_endpoint(&self) -> Option<String> {
+        self._etcd.as_ref().map(|e| e.endpoint().to_string())
+    }
+
+    /// `kill -9` of the drover process, then the same command on the same data
+    /// directory (a new port; the kubeconfig is rewritten).
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (child, server) = Self::spawn(&args, self.dir.path());
+        self.child = child;
+        self.server = server;
+    }
+
+    fn spawn(args: &[&str], dir: &Path) -> (Child, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .args(args)
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -91,15 +133,7 @@ impl Cluster {
             .to_string();
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let kubeconfig = dir.path().join("kubeconfig");
-        Cluster {
-            child,
-            dir,
-            server,
-            kubeconfig,
-            cache: tempfile::tempdir().expect("cache dir"),
-            _etcd: etcd,
-        }
+        (child, server)
     }
 
     /// Runs a kubectl binary (`kubectl`, `kubectl.1.27`, …) against this cluster.

@@ -13,6 +13,8 @@ pub enum Rejection {
     Unschedulable,
     Insufficient(&'static str),
     Ports,
+    /// A fixed host port is taken on the node.
+    PortInUse(u16),
     Constraint(String),
 }
 
@@ -23,6 +25,7 @@ impl std::fmt::Display for Rejection {
             Rejection::Unschedulable => f.write_str("node unschedulable"),
             Rejection::Insufficient(what) => write!(f, "insufficient {what}"),
             Rejection::Ports => f.write_str("insufficient ports"),
+            Rejection::PortInUse(p) => write!(f, "port {p} in use"),
             Rejection::Constraint(c) => write!(f, "constraint {c}"),
         }
     }

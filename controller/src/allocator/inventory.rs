@@ -66,44 +66,89 @@ pub struct PortPool {
 }
 
 impl PortPool {
-    pub fn free_count(&self) -> usize {
-        let total: usize = self
-            .ranges
+    /// Ports in the node's ranges.
+    fn range_total(&self) -> usize {
+        self.ranges
             .iter()
             .map(|(a, b)| usize::from(b.saturating_sub(*a)) + 1)
+            .sum()
+    }
+
+    /// Free ports in the ranges. A fixed host port outside the ranges is in `used` but
+    /// takes nothing from them.
+    pub fn free_count(&self) -> usize {
+        let total = self.range_total();
+        let used_in_ranges: usize = self
+            .ranges
+            .iter()
+            .map(|&(a, b)| self.used.range(a..=b).count())
             .sum();
-        total.saturating_sub(self.used.len())
+        total.saturating_sub(used_in_ranges)
+    }
+
+    /// Whether `n` dynamic ports are free; counts exactly only when the cheap bound
+    /// (every used port inside the ranges) says no.
+    pub fn has_free(&self, n: usize) -> bool {
+        n == 0 || self.range_total().saturating_sub(self.used.len()) >= n || self.free_count() >= n
+    }
+
+    /// Whether the fixed host port `port` is free on this node.
+    pub fn is_free(&self, port: u16) -> bool {
+        !self.used.contains(&port)
     }
 
     /// Takes `n` free ports chosen at random, as Marathon does: the lowest ones would
     /// collide first with whatever else on the host binds ports; None if there are not
-    /// enough.
+    /// enough. Probes from a random point instead of listing every free port, so it
+    /// costs O(n) on a mostly free range.
     pub fn take(&mut self, n: usize) -> Option<Vec<u16>> {
         if n == 0 {
             return Some(Vec::new());
         }
-        let mut free: Vec<u16> = self
-            .ranges
-            .iter()
-            .flat_map(|&(a, b)| a..=b)
-            .filter(|p| !self.used.contains(p))
-            .collect();
-        if free.len() < n {
+        if !self.has_free(n) {
             return None;
         }
-        // A partial Fisher–Yates shuffle with a per-call random seed.
-        let mut x = (uuid::Uuid::new_v4().as_u128() as u64) | 1;
-        for i in 0..n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let j = i + (x % (free.len() - i) as u64) as usize;
-            free.swap(i, j);
+        let total = self.range_total();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = (next_random() % total as u64) as usize;
+            let port = (0..total)
+                .map(|k| self.nth_port((start + k) % total))
+                .find(|p| !self.used.contains(p))?;
+            self.used.insert(port);
+            out.push(port);
         }
-        free.truncate(n);
-        self.used.extend(free.iter().copied());
-        Some(free)
+        Some(out)
     }
+
+    /// The `k`-th port of the ranges, in order.
+    fn nth_port(&self, mut k: usize) -> u16 {
+        for &(a, b) in &self.ranges {
+            let len = usize::from(b.saturating_sub(a)) + 1;
+            if k < len {
+                return a + k as u16;
+            }
+            k -= len;
+        }
+        0
+    }
+}
+
+/// A per-thread xorshift seeded once from a v4 UUID: port choice needs spread, not
+/// secrecy, and a UUID per call costs a syscall.
+pub(crate) fn next_random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new((uuid::Uuid::new_v4().as_u128() as u64) | 1);
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +163,46 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// The allocator's view of a Node object: ready when its Ready condition is True,
+    /// the default port range when it names none. Nothing bound yet.
+    pub fn from_node(n: &drover_api::kinds::node::Node) -> NodeState {
+        use drover_api::ConditionStatus;
+        let status = n.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
+        let ranges = if n.spec.port_ranges.is_empty() {
+            vec![(
+                drover_api::defaults::NODE_PORT_RANGE_BEGIN as u16,
+                drover_api::defaults::NODE_PORT_RANGE_END as u16,
+            )]
+        } else {
+            n.spec
+                .port_ranges
+                .iter()
+                .map(|r| (r.begin as u16, r.end as u16))
+                .collect()
+        };
+        NodeState {
+            name: n.metadata.name.clone().unwrap_or_default(),
+            attributes: n.spec.attributes.clone(),
+            allocatable: Amounts {
+                cpus: status.allocatable.cpus,
+                mem_mib: status.allocatable.mem_mib,
+                disk_mib: status.allocatable.disk_mib,
+                gpus: status.allocatable.gpus,
+            },
+            used: Amounts::default(),
+            ports: PortPool {
+                ranges,
+                used: BTreeSet::new(),
+            },
+            schedulable: !n.spec.unschedulable.unwrap_or(false),
+            ready,
+        }
+    }
+
     pub fn free(&self) -> Amounts {
         self.allocatable.minus(&self.used)
     }
@@ -158,6 +243,16 @@ impl Inventory {
         if let Some(n) = self.nodes.get_mut(i) {
             n.used.add(amounts);
             n.ports.used.extend(ports.iter().copied());
+        }
+    }
+
+    /// Undoes [`Inventory::bind`]: a placement that did not commit.
+    pub fn unbind(&mut self, i: usize, amounts: &Amounts, ports: &[u16]) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.used = n.used.minus(amounts);
+            for p in ports {
+                n.ports.used.remove(p);
+            }
         }
     }
 

@@ -44,7 +44,14 @@ pub struct Identity {
 #[derive(Clone, Debug, Default)]
 pub struct Authenticator {
     tokens: HashMap<String, Identity>,
+    /// The API server's own token (`system:apiserver`), made at startup and kept only
+    /// in memory: it proxies log requests to agents, which check it with a TokenReview.
+    /// It is not accepted for API requests.
+    apiserver_token: String,
 }
+
+/// The API server's own identity, as agents see it in TokenReviews.
+pub const APISERVER_USER: &str = "system:apiserver";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -81,7 +88,29 @@ impl Authenticator {
                     )
                 })
                 .collect(),
+            apiserver_token: new_token(),
         }
+    }
+
+    /// The token the API server presents to agents (see [`Authenticator::review`]).
+    pub fn apiserver_token(&self) -> &str {
+        &self.apiserver_token
+    }
+
+    /// A TokenReview: whose token is this? The tokens of the token file, and the API
+    /// server's own (`system:apiserver`).
+    pub fn review(&self, token: &str) -> Option<Identity> {
+        if token.is_empty() {
+            return None;
+        }
+        if token == self.apiserver_token {
+            return Some(Identity {
+                user: APISERVER_USER.into(),
+                role: Role::Viewer,
+                node: None,
+            });
+        }
+        self.tokens.get(token).cloned()
     }
 
     /// The identity behind an `Authorization` header value.

@@ -9,9 +9,12 @@
 
 pub mod auth;
 pub mod core;
+pub mod deletion;
 pub mod discovery;
 pub mod fieldpath;
+pub mod logs;
 pub mod metrics;
+pub mod node_lease;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_v2;
@@ -24,6 +27,7 @@ pub mod selector;
 pub mod server;
 pub mod status;
 pub mod table;
+pub mod tokenreview;
 pub mod watch;
 pub mod watch_cache;
 pub mod writes;

@@ -81,7 +81,19 @@ pub async fn serve_with(
     security: Security,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut app = router(ApiState::new(store));
+    serve_state_with(ApiState::new(store), listener, security, shutdown).await
+}
+
+/// [`serve_with`] for a configured [`ApiState`] (e.g. its node lease duration).
+pub async fn serve_state_with(
+    state: ApiState,
+    listener: tokio::net::TcpListener,
+    security: Security,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut state = state;
+    state.auth = security.auth.clone();
+    let mut app = router(state);
     if let Some(auth) = security.auth.clone() {
         app = app.layer(axum::middleware::from_fn_with_state(auth, authenticate));
     }

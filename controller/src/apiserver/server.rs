@@ -33,6 +33,11 @@ pub struct ApiState {
     openapi: Arc<OpenApi>,
     pub watch_cache: WatchCache,
     pub metrics: Arc<ApiMetrics>,
+    /// TTL of the store lease a Node's heartbeats keep alive (`node_lease`).
+    pub node_lease_seconds: i64,
+    /// The token authenticator, when the server authenticates (TokenReviews, and the
+    /// API server's own token for proxying logs to agents).
+    pub auth: Option<Arc<crate::apiserver::auth::Authenticator>>,
 }
 
 struct OpenApi {
@@ -49,7 +54,15 @@ impl ApiState {
             metrics: Arc::new(ApiMetrics::new()),
             store,
             openapi: Arc::new(OpenApi { v3, hash }),
+            node_lease_seconds: crate::apiserver::node_lease::DEFAULT_LEASE_SECONDS,
+            auth: None,
         }
+    }
+
+    /// The same state with node leases of `seconds` (`--node-lease-seconds`).
+    pub fn with_node_lease_seconds(mut self, seconds: i64) -> Self {
+        self.node_lease_seconds = seconds.max(1);
+        self
     }
 }
 
@@ -82,6 +95,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/openapi/v2", get(openapi_v2))
         .route("/swagger-2.0.0.pb-v1", get(openapi_v2))
+        .route(
+            "/apis/drover.dev/v1alpha1/namespaces/{namespace}/tasks/{name}/log",
+            get(crate::apiserver::logs::task_log),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            axum::routing::post(crate::apiserver::tokenreview::create),
+        )
         .route("/apis/drover.dev/v1alpha1/{*rest}", any(resource))
         .route("/api/v1/{*rest}", any(core_events))
         .fallback(|req: Request| async move { ApiError::route_not_found(req.uri().path()) })

@@ -237,6 +237,11 @@ async fn finish(
     opts: &WriteOptions,
 ) -> ApiResult<Written> {
     let (mut new, warnings) = admit(t.info, new, opts.validation)?;
+    // A Node status write is its agent's heartbeat: keep the node's lease alive.
+    if t.info.kind == "Node" && t.sub == Some(Subresource::Status) && !opts.dry_run {
+        let ttl = state.node_lease_seconds;
+        crate::apiserver::node_lease::on_node_status_write(&state.store, name, ttl).await;
+    }
     set_resource_version(&mut new, revision);
     // A write that changes nothing but managedFields timestamps is a no-op: the
     // resourceVersion stays, so an unchanged apply reads as unchanged.
@@ -252,6 +257,14 @@ async fn finish(
         });
     }
     if new == *current {
+        return Ok(Written {
+            object: new,
+            created: false,
+            warnings,
+        });
+    }
+    // The last finalizer of an object being deleted is gone: it goes now.
+    if crate::apiserver::deletion::delete_if_finalized(state, t, name, revision, &new).await? {
         return Ok(Written {
             object: new,
             created: false,
@@ -529,6 +542,8 @@ pub async fn delete(
         return Ok(current);
     }
     let k = key(t.info, t.namespace.as_deref(), &name);
+    // propagationPolicy Orphan / Foreground: the garbage collector's finalizer first.
+    let current = crate::apiserver::deletion::with_policy_finalizer(current, body.as_ref())?;
     let has_finalizers = current
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)

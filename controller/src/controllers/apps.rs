@@ -5,12 +5,12 @@
 //! App's backoff. Status counts the tasks and says in words why an instance cannot be
 //! placed ("0/3 nodes: 2 insufficient memMiB, 1 node unschedulable"), with an Event.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use drover_api::kinds::app::{App, KillSelection};
+use chrono::Utc;
+use drover_api::kinds::app::{App, DeploymentPhase};
 use drover_api::kinds::node::Node;
 use drover_api::kinds::task::{OwnerKind, Task, TaskPhase};
 use drover_api::meta::{time_from_chrono, time_to_chrono, Condition, ConditionStatus};
@@ -22,6 +22,7 @@ use crate::allocator::filter::NamedConstraint;
 use crate::allocator::inventory::{Amounts, Inventory, NodeState, PortPool};
 use crate::allocator::placement::{place, Request};
 use crate::allocator::score::Strategy;
+use crate::controllers::deploy;
 use crate::controllers::events::{record, Involved};
 use crate::controllers::writes::{create_all, write_status};
 use crate::runtime::reflector::Reader;
@@ -33,6 +34,97 @@ pub struct AppsContext {
     pub store: Arc<dyn Store>,
     pub tasks: Reader<Task>,
     pub nodes: Reader<Node>,
+    /// Tasks this controller created or deleted that the cache may not show yet.
+    pub expectations: Expectations,
+    /// Constraint objects: namespace-wide rules added to the Apps they select.
+    pub constraints: Reader<drover_api::kinds::constraint::Constraint>,
+}
+
+/// How long a write of ours may take to reach the Task cache before we stop assuming it.
+const EXPECTATION_TTL: Duration = Duration::from_secs(30);
+
+/// Task writes of this controller not yet seen in the Task cache (Kubernetes calls them
+/// expectations). A reconcile that ran on a cache lagging behind its own last commit
+/// would count deleted tasks as present (killing one too many during an upgrade) and
+/// miss created ones (placing an instance twice).
+#[derive(Default)]
+pub struct Expectations {
+    pending: Mutex<HashMap<(String, String), Pending>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    created: Vec<(Instant, Arc<Task>)>,
+    deleted: HashMap<String, Instant>,
+}
+
+fn task_name(t: &Task) -> &str {
+    t.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// What a reconcile needs to know of a Task it just created (name, node, instance,
+/// version), without decoding the whole object: at scale that would cost more than
+/// placing it.
+fn sketch(v: &Value) -> Arc<Task> {
+    let str_at = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let mut t = Task::default();
+    t.metadata.name = str_at("/metadata/name");
+    t.metadata.namespace = str_at("/metadata/namespace");
+    t.spec.node_name = str_at("/spec/nodeName");
+    t.spec.version = str_at("/spec/version");
+    t.spec.instance = v
+        .pointer("/spec/instance")
+        .and_then(Value::as_i64)
+        .map(|i| i as i32);
+    Arc::new(t)
+}
+
+impl Expectations {
+    /// The App's tasks as the cache shows them, corrected by our writes in flight.
+    fn view(&self, namespace: &str, app: &str, cached: Vec<Arc<Task>>) -> Vec<Arc<Task>> {
+        let Ok(mut map) = self.pending.lock() else {
+            return cached;
+        };
+        let key = (namespace.to_string(), app.to_string());
+        let Some(p) = map.get_mut(&key) else {
+            return cached;
+        };
+        let now = Instant::now();
+        let names: HashSet<String> = cached.iter().map(|t| task_name(t).to_string()).collect();
+        p.deleted
+            .retain(|n, at| now.duration_since(*at) < EXPECTATION_TTL && names.contains(n));
+        p.created.retain(|(at, t)| {
+            now.duration_since(*at) < EXPECTATION_TTL && !names.contains(task_name(t))
+        });
+        let mut out: Vec<Arc<Task>> = cached
+            .into_iter()
+            .filter(|t| !p.deleted.contains_key(task_name(t)))
+            .collect();
+        out.extend(p.created.iter().map(|(_, t)| t.clone()));
+        if p.created.is_empty() && p.deleted.is_empty() {
+            map.remove(&key);
+        }
+        out
+    }
+
+    fn created(&self, namespace: &str, app: &str, tasks: Vec<Arc<Task>>) {
+        if let Ok(mut map) = self.pending.lock() {
+            let now = Instant::now();
+            let p = map
+                .entry((namespace.to_string(), app.to_string()))
+                .or_default();
+            p.created.extend(tasks.into_iter().map(|t| (now, t)));
+        }
+    }
+
+    fn deleted(&self, namespace: &str, app: &str, task: &Task) {
+        if let Ok(mut map) = self.pending.lock() {
+            map.entry((namespace.to_string(), app.to_string()))
+                .or_default()
+                .deleted
+                .insert(task_name(task).to_string(), Instant::now());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +135,8 @@ pub enum AppsError {
     Kind(&'static str),
     #[error("constraint {index}: {message}")]
     Constraint { index: usize, message: String },
+    #[error("{0}")]
+    Constraints(String),
 }
 
 fn info(kind: &'static str) -> Result<&'static KindInfo, AppsError> {
@@ -72,14 +166,6 @@ fn tasks_of(ctx: &AppsContext, namespace: &str, name: &str) -> Vec<Arc<Task>> {
         .collect()
 }
 
-fn created(t: &Task) -> DateTime<Utc> {
-    t.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(time_to_chrono)
-        .unwrap_or(DateTime::UNIX_EPOCH)
-}
-
 pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, AppsError> {
     let namespace = app
         .metadata
@@ -90,10 +176,27 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
     if app.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // A cache behind the store (our own rollback or status write not seen yet) would
+    // have us act on an old spec: wait for the watch to catch up.
+    let app_key = crate::apiserver::objects::key(info("App")?, Some(&namespace), &name);
+    let Some(stored) = ctx.store.get(&app_key).await? else {
+        return Ok(Action::await_change());
+    };
+    let cached_revision = app
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    if cached_revision < stored.mod_revision {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     let desired = app.spec.instances.unwrap_or(1).max(0) as usize;
-    let tasks = tasks_of(&ctx, &namespace, &name);
+    let tasks = ctx
+        .expectations
+        .view(&namespace, &name, tasks_of(&ctx, &namespace, &name));
     let task_info = info("Task")?;
-    let (mut active, ended): (Vec<Arc<Task>>, Vec<Arc<Task>>) =
+    let (active, ended): (Vec<Arc<Task>>, Vec<Arc<Task>>) =
         tasks.into_iter().partition(|t| is_active(t));
 
     // Ended tasks make room for replacements; failures count towards the backoff.
@@ -108,6 +211,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         .count() as i32;
     for t in &ended {
         delete_task(&ctx.store, task_info, t).await?;
+        ctx.expectations.deleted(&namespace, &name, t);
     }
     let mut backoff = app.status.as_ref().and_then(|s| s.backoff.clone());
     let now = Utc::now();
@@ -142,40 +246,92 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         backoff = None;
     }
 
-    // Too many: kill selection order.
-    if active.len() > desired {
-        let youngest_first = !matches!(app.spec.kill_selection, Some(KillSelection::OldestFirst));
-        active.sort_by_key(|t| created(t));
-        if youngest_first {
-            active.reverse();
-        }
-        let extra: Vec<Arc<Task>> = active.drain(..active.len() - desired).collect();
-        for t in &extra {
-            delete_task(&ctx.store, task_info, t).await?;
+    // Versions: the revision history, then one step of the rollout (scale down, or
+    // old-version tasks replaced within the upgrade strategy), and its deadline.
+    let template = deploy::template_of(&app);
+    let version = deploy::version_of(&template);
+    let old_history = app
+        .status
+        .as_ref()
+        .map(|s| s.history.clone())
+        .unwrap_or_default();
+    let cause = deploy::cause(&old_history, &version, &template);
+    let history = deploy::record(&old_history, &version, &template, &cause, now);
+    let revision = history.last().map(|r| r.revision).unwrap_or(1);
+    // Drain hook (drain.rs, owned by the nodes work — E: keep it when reshaping): tasks
+    // marked drover.dev/drain stop counting as instances, so replacements are placed;
+    // each goes once the App keeps minimumHealthCapacity healthy without it.
+    let mut active = active;
+    let drain = crate::controllers::drain::plan(&app, &mut active);
+    for t in &drain.kill {
+        delete_task(&ctx.store, task_info, t).await?;
+        ctx.expectations.deleted(&namespace, &name, t);
+    }
+    let step = deploy::step(&app, active, desired, &version, revision, now);
+    let involved = Involved {
+        kind: "App",
+        namespace: &namespace,
+        name: &name,
+        uid: app.metadata.uid.as_deref(),
+    };
+    if step.deadline_exceeded {
+        let message = step.deployment.message.clone().unwrap_or_default();
+        record(
+            &ctx.store,
+            &involved,
+            "Warning",
+            "ProgressDeadlineExceeded",
+            &message,
+        )
+        .await;
+        let previous = deploy::previous_revision(&history, &version);
+        if app.spec.upgrade_strategy.auto_rollback.unwrap_or(true) {
+            if let Some(to) = previous {
+                match deploy::roll_back(&ctx.store, &app_key, &step.deployment, &history, to, now)
+                    .await
+                {
+                    Ok(message) => {
+                        tracing::warn!(app = %name, %namespace, %message, "rolled back");
+                        record(&ctx.store, &involved, "Warning", "RolledBack", &message).await;
+                        return Ok(Action::requeue(Duration::from_millis(100)));
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        return Ok(Action::requeue(Duration::from_millis(100)))
+                    }
+                    Err(StoreError::NotFound { .. }) => return Ok(Action::await_change()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
+    for t in &step.kill {
+        delete_task(&ctx.store, task_info, t).await?;
+        ctx.expectations.deleted(&namespace, &name, t);
+    }
+    let active = step.keep;
+    let active = [active, drain.draining].concat(); // drain.rs: still running, still counted
+
+    // Dependencies: no new tasks until every App this one depends on is available.
+    let waiting = waiting_for_dependencies(&app, &namespace, &ctx).await?;
 
     // Too few: place the missing ones (unless backing off).
     let mut stuck: Option<String> = None;
     let mut placed_now = 0;
-    if active.len() < desired && wait.is_none() {
-        let (new_tasks, why) = plan(
-            &app,
-            &namespace,
-            &name,
-            &active,
-            desired - active.len(),
-            &ctx,
-        )?;
+    if step.create > 0 && wait.is_none() && waiting.is_none() {
+        let (new_tasks, why) = plan(&app, &namespace, &name, &active, step.create, &ctx)?;
         stuck = why;
         placed_now = new_tasks.len();
-        if !new_tasks.is_empty() && !create_all(&ctx.store, new_tasks).await? {
-            // Someone wrote the same names meanwhile: look again.
-            return Ok(Action::requeue(Duration::from_millis(200)));
+        let decoded: Vec<Arc<Task>> = new_tasks.iter().map(|(_, v)| sketch(v)).collect();
+        if !new_tasks.is_empty() {
+            if !create_all(&ctx.store, new_tasks).await? {
+                // Someone wrote the same names meanwhile: look again.
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
+            ctx.expectations.created(&namespace, &name, decoded);
         }
     }
 
-    let status = status_of(
+    let mut status = status_of(
         &app,
         &active,
         desired,
@@ -184,10 +340,18 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         backoff,
         wait,
     );
-    let app_info = info("App")?;
-    let key = crate::apiserver::objects::key(app_info, Some(&namespace), &name);
-    if let Some(kv) = ctx.store.get(&key).await? {
-        match write_status(&ctx.store, &key, kv.mod_revision, status).await {
+    deploy_status(
+        &mut status,
+        &app,
+        &step.deployment,
+        &history,
+        waiting.as_deref(),
+    );
+    let key = app_key;
+    {
+        // At the revision the decisions were made on: a spec changed meanwhile is
+        // looked at again before its status is written.
+        match write_status(&ctx.store, &key, stored.mod_revision, status).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
             Err(StoreError::Conflict { .. }) => {
                 return Ok(Action::requeue(Duration::from_millis(100)))
@@ -196,12 +360,6 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         }
     }
     if let Some(message) = &stuck {
-        let involved = Involved {
-            kind: "App",
-            namespace: &namespace,
-            name: &name,
-            uid: app.metadata.uid.as_deref(),
-        };
         record(
             &ctx.store,
             &involved,
@@ -216,6 +374,13 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         return Ok(Action::requeue(
             w.to_std().unwrap_or(Duration::from_secs(1)),
         ));
+    }
+    if waiting.is_some() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    if step.deployment.phase == DeploymentPhase::Progressing {
+        // Wake up in time to notice the progress deadline.
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(Action::requeue(Duration::from_secs(30)))
 }
@@ -317,18 +482,12 @@ fn plan(
     ctx: &AppsContext,
 ) -> Result<(Vec<(String, Value)>, Option<String>), AppsError> {
     let mut inv = inventory(ctx);
-    let constraints: Vec<NamedConstraint> = app
-        .spec
-        .constraints
-        .iter()
-        .enumerate()
-        .map(|(index, rule)| {
-            NamedConstraint::from_rule(rule).map_err(|e| AppsError::Constraint {
-                index,
-                message: e.to_string(),
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    // The App's rules and the required rules of the Constraint objects selecting it
+    // (preferred ones need a scoring stage the placement Request does not have yet).
+    let objects = ctx.constraints.list();
+    let (constraints, _preferred): (Vec<NamedConstraint>, _) =
+        crate::allocator::constraint_objects::constraints_for(app, objects.iter().map(|c| &**c))
+            .map_err(|e| AppsError::Constraints(e.to_string()))?;
     let want = amounts(&app.spec.resources);
     let mut placed: Vec<usize> = active
         .iter()
@@ -373,18 +532,81 @@ fn plan(
 
 /// A short hash of the task template: tasks of an older version get replaced on upgrade.
 fn template_version(app: &App) -> String {
-    let template = json!({
-        "container": app.spec.container,
-        "resources": app.spec.resources,
-        "ports": app.spec.ports,
-        "healthChecks": app.spec.health_checks,
-        "readinessChecks": app.spec.readiness_checks,
-        "volumes": app.spec.volumes,
-    });
-    format!(
-        "{:016x}",
-        crate::fingerprint::fnv1a64(template.to_string().as_bytes())
-    )
+    deploy::version_of(&deploy::template_of(app))
+}
+
+/// Why this App must wait for its dependencies, if it must: the first App it depends
+/// on (same namespace) that is missing or not Available (every instance healthy).
+async fn waiting_for_dependencies(
+    app: &App,
+    namespace: &str,
+    ctx: &AppsContext,
+) -> Result<Option<String>, AppsError> {
+    let app_info = info("App")?;
+    for dep in &app.spec.dependencies {
+        let key = crate::apiserver::objects::key(app_info, Some(namespace), dep);
+        let Some(kv) = ctx.store.get(&key).await? else {
+            return Ok(Some(format!("waiting for dependency {dep} (not found)")));
+        };
+        let other: App = match serde_json::from_slice(&kv.value) {
+            Ok(a) => a,
+            Err(e) => {
+                return Ok(Some(format!(
+                    "waiting for dependency {dep} (unreadable: {e})"
+                )))
+            }
+        };
+        let want = other.spec.instances.unwrap_or(1).max(0) as usize;
+        let up = tasks_of(ctx, namespace, dep)
+            .iter()
+            .filter(|t| is_active(t) && deploy::available(t))
+            .count();
+        if up < want {
+            return Ok(Some(format!(
+                "waiting for dependency {dep} ({up}/{want} healthy)"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Adds the rollout to a status built by [`status_of`]: `deployment`, `history`,
+/// `updated`, the `Progressing` condition, and a dependency wait in `Scheduled`.
+fn deploy_status(
+    status: &mut Value,
+    app: &App,
+    deployment: &drover_api::kinds::app::DeploymentStatus,
+    history: &[drover_api::kinds::app::Revision],
+    waiting: Option<&str>,
+) {
+    let mut conditions: Vec<Condition> = status
+        .get("conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    drover_api::meta::set_condition(
+        &mut conditions,
+        deploy::progressing_condition(deployment, app.metadata.generation),
+    );
+    if let Some(why) = waiting {
+        drover_api::meta::set_condition(
+            &mut conditions,
+            Condition {
+                type_: "Scheduled".into(),
+                status: ConditionStatus::False,
+                reason: Some("WaitingForDependency".into()),
+                message: Some(why.to_string()),
+                last_transition_time: Some(time_from_chrono(Utc::now())),
+                observed_generation: app.metadata.generation,
+            },
+        );
+    }
+    status["conditions"] = serde_json::to_value(&conditions).unwrap_or(Value::Null);
+    status["updated"] = json!(deployment.updated);
+    status["deployment"] = serde_json::to_value(deployment).unwrap_or(Value::Null);
+    if let Some(why) = waiting {
+        status["deployment"]["message"] = json!(why);
+    }
+    status["history"] = serde_json::to_value(history).unwrap_or(Value::Null);
 }
 
 fn task_for(

@@ -1,9 +1,8 @@
 //! Runs the controllers of one process: the shared caches (Tasks, Nodes), the apps
-//! controller, and garbage collection of orphaned Tasks — while this process holds the
-//! leader lease.
+//! controller, the nodes controller (heartbeat leases → Ready, Lost tasks) and garbage
+//! collection by ownerReferences (`gc`) — while this process holds the leader lease.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use drover_api::find_kind;
 use drover_api::kinds::app::App;
@@ -12,6 +11,7 @@ use drover_api::kinds::task::Task;
 use drover_store::Store;
 
 use crate::controllers::apps::{self, AppsContext};
+use crate::controllers::nodes::NodesConfig;
 use crate::runtime::leader::LeaderElection;
 use crate::runtime::reflector::{self, reflector};
 use crate::runtime::watcher::Event;
@@ -21,6 +21,17 @@ use crate::runtime::Controller;
 pub async fn run(
     store: Arc<dyn Store>,
     identity: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    run_with(store, identity, NodesConfig::default(), shutdown).await
+}
+
+/// [`run`] with the node lease and lost timeouts given (`--node-lease-seconds`,
+/// `--node-lost-seconds`).
+pub async fn run_with(
+    store: Arc<dyn Store>,
+    identity: &str,
+    nodes_config: NodesConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let election = LeaderElection::new(store.clone(), "controller-manager", identity, 10);
@@ -43,9 +54,17 @@ pub async fn run(
         return;
     };
     let (task_writer, tasks) = reflector::<Task>();
+    let (constraint_writer, constraints) = reflector::<drover_api::kinds::constraint::Constraint>();
+    let constraint_cache = find_kind("Constraint").map(|info| {
+        tokio::spawn(reflector::run(
+            store.clone(),
+            info,
+            constraint_writer,
+            |_: &Event<drover_api::kinds::constraint::Constraint>| {},
+        ))
+    });
     let (node_writer, nodes) = reflector::<Node>();
     let controller = Controller::<App>::new(store.clone(), app_info).concurrency(8);
-    let apps_reader = controller.reader();
     let trigger = controller.trigger();
     let task_cache = tokio::spawn(reflector::run(
         store.clone(),
@@ -69,20 +88,21 @@ pub async fn run(
     ));
     tasks.wait_until_ready().await;
     nodes.wait_until_ready().await;
-    let gc = {
-        let (store, apps_reader, tasks) = (store.clone(), apps_reader.clone(), tasks.clone());
-        tokio::spawn(async move {
-            apps_reader.wait_until_ready().await;
-            loop {
-                apps::collect_orphans(&store, &apps_reader, &tasks).await;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        })
-    };
+    // Garbage collection by ownerReferences (replaces `apps::collect_orphans`, which
+    // went by name and so could not leave orphaned Tasks behind).
+    let gc = tokio::spawn(crate::controllers::gc::run(store.clone(), tasks.clone()));
+    let nodes_controller = tokio::spawn(crate::controllers::nodes::run(
+        store.clone(),
+        nodes.clone(),
+        tasks.clone(),
+        nodes_config,
+    ));
     let ctx = Arc::new(AppsContext {
         store: store.clone(),
         tasks,
         nodes,
+        expectations: Default::default(),
+        constraints,
     });
     let lost = async move {
         let _ = leading.wait_for(|l| !*l).await;
@@ -93,6 +113,10 @@ pub async fn run(
         _ = controller.run(apps::reconcile, apps::error_policy, ctx, std::future::pending::<()>()) => {}
     }
     task_cache.abort();
+    if let Some(c) = constraint_cache {
+        c.abort();
+    }
     node_cache.abort();
     gc.abort();
+    nodes_controller.abort();
 }

@@ -2,6 +2,10 @@
 //! as Tasks bound to nodes; `manager` runs them (with leader election) in `drover up`.
 
 pub mod apps;
+pub mod deploy;
+pub mod drain;
 pub mod events;
+pub mod gc;
 pub mod manager;
+pub mod nodes;
 pub mod writes;

@@ -2,9 +2,13 @@
 //! own group and sandbox) is the only driver so far; runc and docker will sit beside it.
 //! `process_group` holds the few syscalls on groups, `log_rotation` keeps logs bounded.
 
+pub mod cgroups;
 pub mod log_rotation;
+pub mod oci;
 pub mod process;
 pub mod process_group;
+pub mod runc;
+pub mod shim;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +38,9 @@ pub enum DriverError {
     /// The working directory is missing.
     #[error("working directory {} does not exist", .0.display())]
     WorkingDir(PathBuf),
+    /// The container runtime (runc) or its image refused the task; the message says why.
+    #[error("{0}")]
+    Runtime(String),
     /// Spawning failed for another reason.
     #[error("cannot start {command}: {source}")]
     Spawn {
@@ -89,6 +96,10 @@ pub struct Launch {
     pub health_checks: Vec<HealthCheck>,
     /// Readiness checks, likewise.
     pub readiness_checks: Vec<HealthCheck>,
+    /// What the task may use (`cpus`, `memMiB`): its cgroup limits where the host allows.
+    pub resources: drover_api::resources::Resources,
+    /// Volumes with their node paths (bind-mounted by container drivers).
+    pub volumes: Vec<drover_api::kinds::task::VolumeBinding>,
 }
 
 impl Launch {
@@ -196,6 +207,28 @@ pub trait Driver: Send + Sync {
 
     /// Takes back a task started by an earlier agent, if its process still lives.
     fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>>;
+
+    /// Takes back a task from its checkpoint: only the very process that was started
+    /// (same pid *and* start time: a reused pid is refused), or one whose shim recorded
+    /// how it ended meanwhile (then `wait` returns that at once). Defaults to `adopt`.
+    fn adopt_checkpointed(
+        &self,
+        checkpoint: &Checkpointed,
+        launch: &Launch,
+    ) -> Option<Box<dyn Running>> {
+        self.adopt(checkpoint.pid, launch)
+    }
+}
+
+/// What a checkpoint remembers of a started task, to take it back after a restart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// The task's pid (its group leader).
+    pub pid: i32,
+    /// Its start time (`/proc/PID/stat` field 22), when known.
+    pub start_time: Option<u64>,
+    /// Its shim's pid, when it runs under one.
+    pub shim_pid: Option<i32>,
 }
 
 /// A started task.
@@ -209,4 +242,110 @@ pub trait Running: Send {
 
     /// SIGTERM, `grace`, SIGKILL; returns how it ended.
     async fn kill(&mut self, grace: Duration) -> Result<Exit, DriverError>;
+
+    /// The container's id, for container drivers (`status.containerId`).
+    fn container_id(&self) -> Option<String> {
+        None
+    }
+
+    /// The shim's pid, when the task runs under one.
+    fn shim_pid(&self) -> Option<i32> {
+        None
+    }
+
+    /// The task's start time (`/proc/PID/stat` field 22), checkpointed for adoption.
+    fn start_time(&self) -> Option<u64> {
+        None
+    }
+
+    /// Its usage now (once ended: at its end), when it has a cgroup.
+    fn usage(&self) -> Option<cgroups::Usage> {
+        None
+    }
+
+    /// Once `wait` or `kill` returned: the kernel killed it for lack of memory.
+    fn oom_killed(&self) -> bool {
+        false
+    }
+
+    /// Why its cgroup limits are not enforced, when they are not.
+    fn limits_not_enforced(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The drivers of one agent, chosen per task by `container.driver` (default: `runc`
+/// when the container has an image or rootfs, else `process`). Drivers this node lacks
+/// refuse the task with "driver X is not available on this node".
+pub struct Drivers {
+    /// The process driver.
+    pub process: std::sync::Arc<dyn Driver>,
+    /// The runc driver, when runc is installed and the agent runs as root.
+    pub runc: Option<std::sync::Arc<dyn Driver>>,
+}
+
+impl Drivers {
+    fn pick(&self, launch: &Launch) -> Result<&dyn Driver, DriverError> {
+        use drover_api::container::Driver as Kind;
+        let kind = launch
+            .container
+            .driver
+            .unwrap_or(if launch.container.has_filesystem() {
+                Kind::Runc
+            } else {
+                Kind::Process
+            });
+        match kind {
+            Kind::Process => Ok(self.process.as_ref()),
+            Kind::Runc => self
+                .runc
+                .as_deref()
+                .ok_or_else(|| DriverError::Unsupported("runc".into())),
+            Kind::Docker => Err(DriverError::Unsupported("docker".into())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for Drivers {
+    fn name(&self) -> &'static str {
+        "drivers"
+    }
+
+    async fn start(&self, launch: &Launch) -> Result<Box<dyn Running>, DriverError> {
+        self.pick(launch)?.start(launch).await
+    }
+
+    fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>> {
+        self.adopt_checkpointed(
+            &Checkpointed {
+                pid,
+                ..Default::default()
+            },
+            launch,
+        )
+    }
+
+    /// An orphan's launch has no container: it may be a container (runc knows it by
+    /// its id) or a process.
+    fn adopt_checkpointed(
+        &self,
+        checkpoint: &Checkpointed,
+        launch: &Launch,
+    ) -> Option<Box<dyn Running>> {
+        let unknown = launch.container.driver.is_none() && !launch.container.has_filesystem();
+        if unknown {
+            if let Some(r) = self
+                .runc
+                .as_ref()
+                .and_then(|r| r.adopt_checkpointed(checkpoint, launch))
+            {
+                return Some(r);
+            }
+            return self.process.adopt_checkpointed(checkpoint, launch);
+        }
+        self.pick(launch)
+            .ok()?
+            .adopt_checkpointed(checkpoint, launch)
+    }
 }

@@ -1,58 +1,54 @@
-//! The process driver: `sh -c <cmd>` (or `command` + `args`) in its own process group,
-//! in the task's sandbox, with stdout/stderr appended to files there.
+//! The process driver: `sh -c <cmd>` (or `command` + `args`) in the task's sandbox,
+//! under a shim (`shim.rs`) that is its parent: its own process group, stdout/stderr
+//! copied into size-rotated files there, its exit status kept in `exit.json` for
+//! whichever agent asks — this one or the next after a restart — and, where the host
+//! allows, its own cgroup with the task's cpu and memory limits (`cgroups.rs`).
 
-use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::task::JoinHandle;
 
-use super::log_rotation::{self, DEFAULT_LIMIT};
-use super::process_group::{group_alive, process_alive, signal_group};
-use super::{Driver, DriverError, Exit, Launch, Running};
+use super::cgroups::{self, Layout, TaskCgroup, Usage};
+use super::log_rotation::DEFAULT_LIMIT;
+use super::process_group::{process_alive, signal_group};
+use super::shim::{self, ShimHandle, ShimSpec};
+use super::{Checkpointed, Driver, DriverError, Exit, Launch, Running};
 
-const POLL: Duration = Duration::from_millis(100);
+/// Where the driver remembers a task's cgroup, in the shim's state directory.
+const CGROUP_FILE: &str = "cgroup.json";
 
-/// Runs tasks as plain processes.
+/// Runs tasks as plain processes, each under a shim.
 #[derive(Clone, Debug)]
 pub struct ProcessDriver {
+    shim_exe: PathBuf,
     log_limit: u64,
-    rotate_every: Duration,
 }
 
 impl Default for ProcessDriver {
+    /// The shim is this very executable (`drover shim`): right for `drover agent` and
+    /// `drover up`.
     fn default() -> Self {
-        ProcessDriver {
-            log_limit: DEFAULT_LIMIT,
-            rotate_every: Duration::from_secs(1),
-        }
+        ProcessDriver::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("drover")))
     }
 }
 
 impl ProcessDriver {
-    /// A driver rotating logs past `limit` bytes, checked every `every`.
-    pub fn with_log_limit(limit: u64, every: Duration) -> Self {
+    /// A driver starting tasks through `shim_exe shim --spec …`.
+    pub fn new(shim_exe: PathBuf) -> Self {
         ProcessDriver {
-            log_limit: limit,
-            rotate_every: every,
+            shim_exe,
+            log_limit: DEFAULT_LIMIT,
         }
     }
 
-    fn rotator(&self, sandbox: &Path) -> JoinHandle<()> {
-        let files = [sandbox.join("stdout"), sandbox.join("stderr")];
-        let (limit, every) = (self.log_limit, self.rotate_every);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                for f in &files {
-                    if let Err(error) = log_rotation::rotate_if_larger(f, limit) {
-                        tracing::warn!(%error, file = %f.display(), "rotating a task log");
-                    }
-                }
-            }
-        })
+    /// The same, rotating task logs past `limit` bytes.
+    pub fn with_log_limit(self, limit: u64) -> Self {
+        ProcessDriver {
+            log_limit: limit,
+            ..self
+        }
     }
 }
 
@@ -61,12 +57,82 @@ fn sandbox_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -
     move |source| DriverError::Sandbox { what, path, source }
 }
 
-fn open_log(path: &Path) -> Result<std::fs::File, DriverError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(sandbox_err("opening", path))
+/// Creates the task's cgroup with its limits; without one, says why (and warns once
+/// per agent: every task of this host would say the same).
+fn prepare_cgroup(launch: &Launch) -> (Option<TaskCgroup>, Option<String>) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let cgroup = Layout::detect().and_then(|layout| {
+        let cgroup = layout.task(&cgroups::relative_path(&cgroups::cgroup_name(launch)));
+        cgroup.create(&launch.resources).map(|()| cgroup)
+    });
+    match cgroup {
+        Ok(cgroup) => (Some(cgroup), None),
+        Err(reason) => {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%reason, "tasks run without cpu and memory limits on this host");
+            }
+            (None, Some(reason.to_string()))
+        }
+    }
+}
+
+fn read_cgroup(state_dir: &Path) -> Option<TaskCgroup> {
+    let text = std::fs::read(state_dir.join(CGROUP_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn write_cgroup(state_dir: &Path, cgroup: Option<&TaskCgroup>) -> Result<(), DriverError> {
+    let path = state_dir.join(CGROUP_FILE);
+    std::fs::create_dir_all(state_dir).map_err(sandbox_err("creating", state_dir))?;
+    match cgroup {
+        Some(c) => {
+            let text = serde_json::to_vec(c)
+                .map_err(|e| sandbox_err("encoding", &path)(std::io::Error::other(e)))?;
+            std::fs::write(&path, text).map_err(sandbox_err("writing", &path))
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(sandbox_err("removing", &path)(e))
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// What adoption does with a checkpointed task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Its shim recorded how it ended: report that.
+    Ended,
+    /// The very process still runs: watch it.
+    Running,
+    /// Its pid now belongs to another process (a reused pid): refuse it.
+    PidReused,
+    /// Its shim lives and is about to record the end: watch it.
+    Ending,
+    /// Nothing is left of it.
+    Gone,
+}
+
+/// Decides adoption from what the host shows, in this order: a recorded exit, the same
+/// process (pid and start time), a reused pid, a live shim.
+pub fn adoption(
+    exit_recorded: bool,
+    same_process: bool,
+    pid_alive: bool,
+    shim_alive: bool,
+) -> Adoption {
+    if exit_recorded {
+        Adoption::Ended
+    } else if same_process {
+        Adoption::Running
+    } else if pid_alive {
+        Adoption::PidReused
+    } else if shim_alive {
+        Adoption::Ending
+    } else {
+        Adoption::Gone
+    }
 }
 
 #[async_trait::async_trait]
@@ -83,15 +149,16 @@ impl Driver for ProcessDriver {
         {
             return Err(DriverError::Unsupported(driver.as_str().to_string()));
         }
-        let (program, args): (String, Vec<String>) = match (&c.cmd, c.command.split_first()) {
-            (Some(cmd), _) => ("/bin/sh".into(), vec!["-c".into(), cmd.clone()]),
-            (None, Some((first, rest))) => (
-                first.clone(),
-                rest.iter().chain(c.args.iter()).cloned().collect(),
-            ),
+        let argv: Vec<String> = match (&c.cmd, c.command.split_first()) {
+            (Some(cmd), _) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
+            (None, Some((first, rest))) => std::iter::once(first)
+                .chain(rest)
+                .chain(&c.args)
+                .cloned()
+                .collect(),
             (None, None) => return Err(DriverError::NoCommand),
         };
-        if program.is_empty() {
+        if argv[0].is_empty() {
             return Err(DriverError::NoCommand);
         }
         let sandbox = &launch.sandbox;
@@ -99,302 +166,235 @@ impl Driver for ProcessDriver {
         let cwd = c
             .working_dir
             .as_ref()
-            .map(std::path::PathBuf::from)
+            .map(PathBuf::from)
             .unwrap_or_else(|| sandbox.clone());
         if !cwd.is_dir() {
             return Err(DriverError::WorkingDir(cwd));
         }
-        let stdout = open_log(&sandbox.join("stdout"))?;
-        let stderr = open_log(&sandbox.join("stderr"))?;
-        let mut command = std::process::Command::new(&program);
-        command
-            .args(&args)
-            .current_dir(&cwd)
-            .env_clear()
-            .envs(launch.process_environment())
-            .stdin(std::process::Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            // Its own group, so a kill reaches everything it forks.
-            .process_group(0);
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(false);
-        let child = command.spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => DriverError::CommandNotFound(program.clone()),
-            std::io::ErrorKind::PermissionDenied => DriverError::NotExecutable(program.clone()),
-            _ => DriverError::Spawn {
-                command: program.clone(),
-                source,
-            },
-        })?;
-        let pid = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .ok_or_else(|| DriverError::Spawn {
-                command: program.clone(),
-                source: std::io::Error::other("the process has no id"),
-            })?;
-        tracing::info!(task = %launch.task_id, pid, program = %program, "started");
+        let state_dir = shim::state_dir_for(sandbox);
+        let (cgroup, note) = prepare_cgroup(launch);
+        write_cgroup(&state_dir, cgroup.as_ref())?;
+        let spec = ShimSpec {
+            argv,
+            env: launch.process_environment(),
+            cwd,
+            stdout: sandbox.join("stdout"),
+            stderr: sandbox.join("stderr"),
+            log_max_bytes: self.log_limit,
+            cgroup_procs: cgroup
+                .as_ref()
+                .map(TaskCgroup::procs_files)
+                .unwrap_or_default(),
+            state_dir,
+        };
+        let shim = match shim::spawn(&self.shim_exe, &spec).await {
+            Ok(shim) => shim,
+            Err(error) => {
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove().await;
+                }
+                return Err(error);
+            }
+        };
+        tracing::info!(task = %launch.task_id, pid = shim.task_pid, shim = shim.shim_pid, program = %spec.argv[0], "started");
         Ok(Box::new(ProcessHandle {
-            pid,
-            child: Some(child),
-            rotator: self.rotator(sandbox),
+            shim,
+            cgroup,
+            note,
+            ended: None,
         }))
     }
 
     fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>> {
-        if !process_alive(pid) {
-            return None;
-        }
-        tracing::info!(task = %launch.task_id, pid, "re-adopted");
-        Some(Box::new(ProcessHandle {
+        let checkpoint = Checkpointed {
             pid,
-            child: None,
-            rotator: self.rotator(&launch.sandbox),
-        }))
+            ..Default::default()
+        };
+        self.adopt_checkpointed(&checkpoint, launch)
+    }
+
+    fn adopt_checkpointed(
+        &self,
+        checkpoint: &Checkpointed,
+        launch: &Launch,
+    ) -> Option<Box<dyn Running>> {
+        let state_dir = shim::state_dir_for(&launch.sandbox);
+        let pid = checkpoint.pid;
+        // The shim's record of this start (not of an earlier task of the same name).
+        let record = shim::read_pid(&state_dir).filter(|r| r.pid == pid);
+        let start_time = checkpoint
+            .start_time
+            .or(record.as_ref().map(|r| r.start_time))
+            .or_else(|| shim::process_start_time(pid))?;
+        let shim_pid = checkpoint
+            .shim_pid
+            .or(record.as_ref().map(|r| r.shim_pid))
+            .unwrap_or(0);
+        let shim_alive = record.as_ref().is_some_and(|r| {
+            r.shim_pid == shim_pid && shim::same_process_alive(shim_pid, r.shim_start_time)
+        });
+        let decision = adoption(
+            record.is_some() && shim::read_exit(&state_dir).is_some(),
+            shim::same_process_alive(pid, start_time),
+            process_alive(pid),
+            shim_alive,
+        );
+        tracing::info!(task = %launch.task_id, pid, shim_pid, ?decision, "adoption");
+        match decision {
+            Adoption::Ended | Adoption::Running | Adoption::Ending => {
+                Some(Box::new(ProcessHandle {
+                    shim: ShimHandle {
+                        shim_pid,
+                        task_pid: pid,
+                        task_start_time: start_time,
+                        state_dir: state_dir.clone(),
+                    },
+                    cgroup: read_cgroup(&state_dir),
+                    note: None,
+                    ended: None,
+                }))
+            }
+            Adoption::PidReused | Adoption::Gone => None,
+        }
     }
 }
 
-/// A process started (or adopted) by the process driver.
+/// How a task ended, with what its cgroup said at the end.
+#[derive(Clone, Copy, Debug)]
+struct Ended {
+    exit: Exit,
+    oom_killed: bool,
+    usage: Option<Usage>,
+}
+
+/// A task started (or adopted) by the process driver.
 struct ProcessHandle {
-    pid: i32,
-    /// Our child, or None when adopted from an earlier agent (then we poll).
-    child: Option<tokio::process::Child>,
-    rotator: JoinHandle<()>,
-}
-
-impl Drop for ProcessHandle {
-    fn drop(&mut self) {
-        self.rotator.abort();
-    }
+    shim: ShimHandle,
+    cgroup: Option<TaskCgroup>,
+    /// Why its limits are not enforced.
+    note: Option<String>,
+    ended: Option<Ended>,
 }
 
 impl ProcessHandle {
-    async fn wait_leader(&mut self) -> Result<Exit, DriverError> {
-        let pid = self.pid;
-        match &mut self.child {
-            Some(child) => child
-                .wait()
-                .await
-                .map(Exit::from_status)
-                .map_err(|source| DriverError::Wait { pid, source }),
-            None => {
-                while process_alive(pid) {
-                    tokio::time::sleep(POLL).await;
-                }
-                Ok(Exit::Unknown)
-            }
+    fn alive(&self) -> bool {
+        shim::same_process_alive(self.shim.task_pid, self.shim.task_start_time)
+    }
+
+    /// Records the end: the OOM verdict and last usage are read before the cgroup goes.
+    async fn finish(&mut self, record: shim::ExitRecord) -> Exit {
+        let cgroup_oom = self
+            .cgroup
+            .as_ref()
+            .and_then(TaskCgroup::oom_kills)
+            .is_some_and(|n| n > 0);
+        let ended = Ended {
+            exit: record.exit(),
+            oom_killed: record.oom_killed || cgroup_oom,
+            usage: self
+                .cgroup
+                .as_ref()
+                .and_then(TaskCgroup::usage)
+                .or(record.usage),
+        };
+        self.ended = Some(ended);
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove().await;
         }
+        ended.exit
+    }
+
+    async fn wait_end(&mut self) -> Exit {
+        if let Some(ended) = self.ended {
+            return ended.exit;
+        }
+        let record = shim::wait_exit(&self.shim).await;
+        self.finish(record).await
     }
 }
 
 #[async_trait::async_trait]
 impl Running for ProcessHandle {
     fn pid(&self) -> i32 {
-        self.pid
+        self.shim.task_pid
     }
 
     async fn wait(&mut self) -> Result<Exit, DriverError> {
-        self.wait_leader().await
+        Ok(self.wait_end().await)
     }
 
     async fn kill(&mut self, grace: Duration) -> Result<Exit, DriverError> {
-        let deadline = tokio::time::Instant::now() + grace;
-        signal_group(self.pid, Signal::SIGTERM)?;
-        let (exit, escalated) = match tokio::time::timeout_at(deadline, self.wait_leader()).await {
-            Ok(exit) => (exit?, false),
-            Err(_) => {
-                signal_group(self.pid, Signal::SIGKILL)?;
-                (self.wait_leader().await?, true)
-            }
-        };
-        // An adopted process is not our child: its status is unknown, but which
-        // signal ended it is not.
+        if let Some(ended) = self.ended {
+            return Ok(ended.exit);
+        }
+        let pid = self.shim.task_pid;
+        // Signal only the very process we started: its pid may have been reused.
+        if self.alive() {
+            signal_group(pid, Signal::SIGTERM)?;
+        }
+        let (record, escalated) =
+            match tokio::time::timeout(grace, shim::wait_exit(&self.shim)).await {
+                Ok(record) => (record, false),
+                Err(_) => {
+                    if self.alive() {
+                        signal_group(pid, Signal::SIGKILL)?;
+                    }
+                    (shim::wait_exit(&self.shim).await, true)
+                }
+            };
+        let exit = self.finish(record).await;
+        // A task whose shim died with it has no recorded status, but which signal
+        // ended it is known.
         let exit = match (exit, escalated) {
             (Exit::Unknown, false) => Exit::Signal(Signal::SIGTERM as i32),
             (Exit::Unknown, true) => Exit::Signal(Signal::SIGKILL as i32),
             (exit, _) => exit,
         };
-        // The leader is gone; what it forked gets the rest of the grace period.
-        while group_alive(self.pid) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(POLL).await;
+        if let Some(ended) = &mut self.ended {
+            ended.exit = exit;
         }
-        signal_group(self.pid, Signal::SIGKILL)?;
-        tracing::info!(pid = self.pid, how = %exit.describe(), "killed");
+        tracing::info!(pid, how = %exit.describe(), "killed");
         Ok(exit)
+    }
+
+    fn shim_pid(&self) -> Option<i32> {
+        Some(self.shim.shim_pid).filter(|p| *p > 0)
+    }
+
+    fn start_time(&self) -> Option<u64> {
+        Some(self.shim.task_start_time)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match &self.ended {
+            Some(ended) => ended.usage,
+            None => self.cgroup.as_ref().and_then(TaskCgroup::usage),
+        }
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.ended.is_some_and(|e| e.oom_killed)
+    }
+
+    fn limits_not_enforced(&self) -> Option<String> {
+        self.note.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use drover_api::container::ContainerSpec;
-    use std::time::Instant;
 
-    fn launch(dir: &Path, container: ContainerSpec) -> Launch {
-        Launch {
-            task_id: "t1".into(),
-            app_id: "app".into(),
-            host: "h1".into(),
-            sandbox: dir.join("sandbox"),
-            container,
-            ports: vec![(Some("http".into()), 31005), (None, 31006)],
-            ..Default::default()
-        }
-    }
-
-    fn cmd(s: &str) -> ContainerSpec {
-        ContainerSpec {
-            cmd: Some(s.into()),
-            ..Default::default()
-        }
-    }
-
-    fn command(args: &[&str]) -> ContainerSpec {
-        ContainerSpec {
-            command: args.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    #[tokio::test]
-    async fn exit_codes_are_reported() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let d = ProcessDriver::default();
-        let mut r = d.start(&launch(dir.path(), cmd("exit 3"))).await?;
-        assert_eq!(r.wait().await?, Exit::Code(3));
-        assert_eq!(Exit::Code(3).describe(), "exited with code 3");
-        let mut r = d.start(&launch(dir.path(), command(&["true"]))).await?;
-        assert_eq!(r.wait().await?, Exit::Code(0));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn env_and_logs_land_in_the_sandbox() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let mut c = cmd(
-            "echo $PORT0 $PORT_HTTP $PORT1 $HOST $TASK_ID $APP_ID $GREETING; pwd; echo oops >&2",
-        );
-        c.env.insert("GREETING".into(), "hi".into());
-        c.env.insert("PORT0".into(), "1".into());
-        let l = launch(dir.path(), c);
-        let mut r = ProcessDriver::default().start(&l).await?;
-        assert_eq!(r.wait().await?, Exit::Code(0));
-        let out = std::fs::read_to_string(l.sandbox.join("stdout"))?;
-        let sandbox = std::fs::canonicalize(&l.sandbox)?;
-        assert_eq!(
-            out,
-            format!("31005 31005 31006 h1 t1 app hi\n{}\n", sandbox.display())
-        );
-        assert_eq!(std::fs::read_to_string(l.sandbox.join("stderr"))?, "oops\n");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_missing_command_is_named() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let l = launch(dir.path(), command(&["drover-no-such-command", "x"]));
-        let err = ProcessDriver::default().start(&l).await.err();
-        assert_eq!(
-            err.map(|e| e.to_string()),
-            Some("command not found: drover-no-such-command".to_string())
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn other_drivers_are_refused() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let mut c = cmd("true");
-        c.driver = Some(drover_api::container::Driver::Runc);
-        let err = ProcessDriver::default()
-            .start(&launch(dir.path(), c))
-            .await
-            .err();
-        assert_eq!(
-            err.map(|e| e.to_string()),
-            Some("driver runc is not available on this node".to_string())
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn kill_sends_sigterm_to_the_group() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        // sh forks sleep (two processes in the group): both must go.
-        let l = launch(dir.path(), cmd("sleep 300 & sleep 300; wait"));
-        let mut r = ProcessDriver::default().start(&l).await?;
-        let pid = r.pid();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(group_alive(pid));
-        let t = Instant::now();
-        let exit = r.kill(Duration::from_secs(10)).await?;
-        assert_eq!(exit, Exit::Signal(15));
-        assert_eq!(exit.describe(), "killed by SIGTERM");
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        assert!(!group_alive(pid));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn kill_escalates_to_sigkill_after_the_grace_period() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let l = launch(
-            dir.path(),
-            cmd("trap '' TERM; echo ready; while :; do sleep 0.1; done"),
-        );
-        let mut r = ProcessDriver::default().start(&l).await?;
-        let pid = r.pid();
-        let out = l.sandbox.join("stdout");
-        for _ in 0..50 {
-            if std::fs::read_to_string(&out)?.contains("ready") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let t = Instant::now();
-        let exit = r.kill(Duration::from_millis(700)).await?;
-        let took = t.elapsed();
-        assert_eq!(exit, Exit::Signal(9));
-        assert_eq!(exit.describe(), "killed by SIGKILL");
-        assert!(took >= Duration::from_millis(700), "{took:?}");
-        assert!(took < Duration::from_secs(5), "{took:?}");
-        assert!(!group_alive(pid));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn an_adopted_process_is_watched_and_killed() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let l = launch(dir.path(), command(&["sleep", "300"]));
-        let d = ProcessDriver::default();
-        let first = d.start(&l).await?;
-        let pid = first.pid();
-        // The first agent goes away without killing it (the child is not reaped by it).
-        std::mem::forget(first);
-        let mut adopted = d.adopt(pid, &l).ok_or("not adopted")?;
-        let exit = adopted.kill(Duration::from_secs(5)).await?;
-        assert_eq!(exit, Exit::Signal(15));
-        assert!(!process_alive(pid));
-        assert!(d.adopt(pid, &l).is_none());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn logs_are_rotated() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let l = launch(
-            dir.path(),
-            cmd("i=0; while [ $i -lt 200 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done; sleep 0.5"),
-        );
-        let d = ProcessDriver::with_log_limit(1024, Duration::from_millis(50));
-        let mut r = d.start(&l).await?;
-        assert_eq!(r.wait().await?, Exit::Code(0));
-        let rotated = log_rotation::rotated_path(&l.sandbox.join("stdout"));
-        assert!(rotated.is_file());
-        assert!(std::fs::metadata(l.sandbox.join("stdout"))?.len() <= 8192);
-        Ok(())
+    #[test]
+    fn adoption_refuses_a_reused_pid() {
+        // The checkpointed pid lives, but its start time is another process's.
+        assert_eq!(adoption(false, false, true, false), Adoption::PidReused);
+        // Even with the shim alive: the pid is not ours to watch or signal.
+        assert_eq!(adoption(false, false, true, true), Adoption::PidReused);
+        assert_eq!(adoption(false, true, true, true), Adoption::Running);
+        // A recorded exit wins: it is reported, whatever has the pid now.
+        assert_eq!(adoption(true, false, true, false), Adoption::Ended);
+        assert_eq!(adoption(false, false, false, true), Adoption::Ending);
+        assert_eq!(adoption(false, false, false, false), Adoption::Gone);
     }
 }

@@ -1,0 +1,250 @@
+//! Constraint counters: per App and node field, how many of the App's instances run on
+//! each value — so UNIQUE, MAX_PER, GROUP_BY and CLUSTER are O(1) checks instead of a
+//! walk over every placed instance (what `ParsedConstraint::matches` does).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
+
+use drover_api::{ConstraintOp, ParsedConstraint};
+
+use crate::allocator::classes::MixHasher;
+use crate::allocator::filter::NamedConstraint;
+use crate::allocator::inventory::NodeState;
+
+/// Whether the operator looks at where the App's other instances run; the others depend
+/// on the node's own value only, so their result can be cached per node class.
+pub fn depends_on_placed(op: &ConstraintOp) -> bool {
+    matches!(
+        op,
+        ConstraintOp::Unique
+            | ConstraintOp::Cluster(None)
+            | ConstraintOp::GroupBy(_)
+            | ConstraintOp::MaxPer(_)
+    )
+}
+
+/// Instances per value of one field.
+#[derive(Clone, Debug, Default)]
+pub struct FieldCounts {
+    counts: HashMap<String, u32, BuildHasherDefault<MixHasher>>,
+    /// How many values have each (non-zero) count: GROUP_BY's minimum in O(log n).
+    histogram: BTreeMap<u32, u32>,
+    /// The value of the first instance placed (CLUSTER without a value).
+    first: Option<String>,
+    total: u32,
+}
+
+impl FieldCounts {
+    pub fn count(&self, value: &str) -> u32 {
+        self.counts.get(value).copied().unwrap_or(0)
+    }
+
+    /// Values with at least one instance.
+    pub fn distinct(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// The smallest count among the values in use (0 when none is).
+    pub fn min(&self) -> u32 {
+        self.histogram.keys().next().copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, value: &str) {
+        let c = match self.counts.get_mut(value) {
+            Some(c) => c,
+            None => self.counts.entry(value.to_string()).or_insert(0),
+        };
+        let old = *c;
+        *c += 1;
+        let new = *c;
+        if old > 0 {
+            dec(&mut self.histogram, old);
+        }
+        *self.histogram.entry(new).or_insert(0) += 1;
+        if self.first.is_none() {
+            self.first = Some(value.to_string());
+        }
+        self.total += 1;
+    }
+
+    fn remove(&mut self, value: &str) {
+        let Some(c) = self.counts.get_mut(value) else {
+            return;
+        };
+        let old = *c;
+        *c -= 1;
+        dec(&mut self.histogram, old);
+        if *c == 0 {
+            self.counts.remove(value);
+        } else {
+            *self.histogram.entry(old - 1).or_insert(0) += 1;
+        }
+        self.total -= 1;
+        if self.total == 0 {
+            self.first = None;
+        }
+    }
+}
+
+fn dec(h: &mut BTreeMap<u32, u32>, key: u32) {
+    if let Some(n) = h.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            h.remove(&key);
+        }
+    }
+}
+
+/// The counters of one App: one [`FieldCounts`] per field its placed-dependent
+/// constraints (required or preferred) name.
+#[derive(Clone, Debug, Default)]
+pub struct AppCounters {
+    fields: Vec<(String, FieldCounts)>,
+}
+
+impl AppCounters {
+    pub fn new<'a>(constraints: impl IntoIterator<Item = &'a NamedConstraint>) -> Self {
+        let mut fields: Vec<(String, FieldCounts)> = Vec::new();
+        for c in constraints {
+            if depends_on_placed(&c.parsed.op) && !fields.iter().any(|(f, _)| *f == c.parsed.field)
+            {
+                fields.push((c.parsed.field.clone(), FieldCounts::default()));
+            }
+        }
+        AppCounters { fields }
+    }
+
+    /// Counters for instances already running on `placed` (one entry per instance).
+    pub fn from_placed<'a>(
+        constraints: impl IntoIterator<Item = &'a NamedConstraint>,
+        placed: &[&NodeState],
+    ) -> Self {
+        let mut c = Self::new(constraints);
+        for n in placed {
+            c.add(n);
+        }
+        c
+    }
+
+    /// One more instance on `node`.
+    pub fn add(&mut self, node: &NodeState) {
+        for (field, counts) in &mut self.fields {
+            if let Some(v) = node.field(field) {
+                counts.add(v);
+            }
+        }
+    }
+
+    /// One instance fewer on `node`.
+    pub fn remove(&mut self, node: &NodeState) {
+        for (field, counts) in &mut self.fields {
+            if let Some(v) = node.field(field) {
+                counts.remove(v);
+            }
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldCounts> {
+        self.fields.iter().find(|(f, _)| f == name).map(|(_, c)| c)
+    }
+
+    /// Same answer as `c.matches(value, placed)` with `placed` the values this counts.
+    pub fn matches(&self, c: &ParsedConstraint, value: Option<&str>) -> bool {
+        if !depends_on_placed(&c.op) {
+            return c.matches(value, &[]);
+        }
+        let Some(value) = value else {
+            return false;
+        };
+        let empty = FieldCounts::default();
+        let counts = self.field(&c.field).unwrap_or(&empty);
+        match &c.op {
+            ConstraintOp::Unique => counts.count(value) == 0,
+            ConstraintOp::Cluster(None) => counts.first.as_deref().is_none_or(|f| f == value),
+            ConstraintOp::GroupBy(groups) => {
+                let mine = counts.count(value);
+                if mine == 0 {
+                    return true;
+                }
+                if groups.is_some_and(|n| counts.distinct() < n as usize) {
+                    return false;
+                }
+                mine == counts.min()
+            }
+            ConstraintOp::MaxPer(n) => counts.count(value) < *n,
+            _ => c.matches(Some(value), &[]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_api::ConstraintRule;
+
+    /// The counters agree with the reference matcher over a random sequence of adds and
+    /// removes, for every placed-dependent operator.
+    #[test]
+    fn counters_agree_with_the_reference_matcher() {
+        let rules = [
+            ConstraintRule::new("rack", "UNIQUE", None),
+            ConstraintRule::new("rack", "CLUSTER", None),
+            ConstraintRule::new("rack", "GROUP_BY", None),
+            ConstraintRule::new("rack", "GROUP_BY", Some("3")),
+            ConstraintRule::new("rack", "MAX_PER", Some("2")),
+        ];
+        let named: Vec<NamedConstraint> = rules
+            .iter()
+            .map(|r| NamedConstraint::from_rule(r).expect("valid"))
+            .collect();
+        let racks = ["r0", "r1", "r2", "r3"];
+        let nodes: Vec<NodeState> = racks
+            .iter()
+            .map(|r| NodeState {
+                name: format!("n-{r}"),
+                attributes: [("rack".to_string(), r.to_string())].into(),
+                allocatable: Default::default(),
+                used: Default::default(),
+                ports: Default::default(),
+                schedulable: true,
+                ready: true,
+            })
+            .collect();
+        let mut counters = AppCounters::new(&named);
+        let mut placed: Vec<&str> = Vec::new();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % 4) as usize;
+            if x.is_multiple_of(3) && !placed.is_empty() {
+                let k = (x as usize / 7) % placed.len();
+                let gone = placed.remove(k);
+                let n = nodes.iter().find(|n| n.field("rack") == Some(gone));
+                counters.remove(n.expect("known rack"));
+                if k == 0 {
+                    // CLUSTER's "first" is the first still placed; rebuild like apps do.
+                    let refs: Vec<&NodeState> = placed
+                        .iter()
+                        .filter_map(|v| nodes.iter().find(|n| n.field("rack") == Some(v)))
+                        .collect();
+                    counters = AppCounters::from_placed(&named, &refs);
+                }
+            } else {
+                placed.push(racks[i]);
+                counters.add(&nodes[i]);
+            }
+            for c in &named {
+                for r in racks {
+                    assert_eq!(
+                        counters.matches(&c.parsed, Some(r)),
+                        c.parsed.matches(Some(r), &placed),
+                        "{} on {r} with {placed:?}",
+                        c.text
+                    );
+                }
+            }
+        }
+    }
+}

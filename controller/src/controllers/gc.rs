@@ -1,0 +1,401 @@
+//! Garbage collection by `metadata.ownerReferences`, as Kubernetes does it:
+//!
+//! - a dependent (a Task) whose owners are all gone — or were replaced by a new object
+//!   of the same name (another uid) — is deleted (Background deletion of the owner);
+//! - an owner being deleted with the `foregroundDeletion` finalizer gets its dependents
+//!   deleted, and loses the finalizer when none is left;
+//! - an owner being deleted with the `orphan` finalizer gets its reference removed from
+//!   every dependent (they keep running), then loses the finalizer.
+//!
+//! The API server adds those finalizers for `propagationPolicy` Foreground / Orphan
+//! (`apiserver::deletion`). An object whose last finalizer goes while it has a
+//! deletionTimestamp is deleted. Deleted Tasks are killed by their agent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_api::kinds::task::Task;
+use drover_api::{find_kind, KindInfo};
+use drover_store::{ListOptions, Store, StoreError};
+use serde_json::{json, Value};
+
+use crate::apiserver::objects::{key, now_rfc3339, to_stored};
+use crate::runtime::reflector::Reader;
+
+pub use crate::apiserver::deletion::{FOREGROUND, ORPHAN};
+
+/// Kinds that own Tasks.
+const OWNER_KINDS: &[&str] = &["App", "JobRun", "Job", "Framework"];
+
+/// An owner as this pass saw it.
+#[derive(Clone, Debug)]
+struct Owner {
+    key: String,
+    uid: String,
+    deleting: bool,
+    finalizers: Vec<String>,
+}
+
+/// Runs forever, one pass a second.
+pub async fn run(store: Arc<dyn Store>, tasks: Reader<Task>) {
+    loop {
+        if let Err(error) = pass(&store, &tasks).await {
+            tracing::warn!(%error, "garbage collection pass failed; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn str_of<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Every object of the owner kinds, by store key.
+async fn owners(store: &Arc<dyn Store>) -> Result<HashMap<String, Owner>, StoreError> {
+    let mut out = HashMap::new();
+    for info in OWNER_KINDS.iter().filter_map(|k| find_kind(k)) {
+        let prefix = crate::runtime::watcher::prefix(info);
+        let page = store.list(&prefix, ListOptions::default()).await?;
+        for kv in page.items {
+            let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
+                continue;
+            };
+            let finalizers = v
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(
+                kv.key.clone(),
+                Owner {
+                    key: kv.key,
+                    uid: str_of(&v, "/metadata/uid").to_string(),
+                    deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
+                    finalizers,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The store key an owner reference of a dependent in `namespace` points at.
+fn owner_key(
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<(String, &'static KindInfo)> {
+    let info = find_kind(kind)?;
+    let ns = if info.namespaced { namespace } else { None };
+    Some((key(info, ns, name), info))
+}
+
+/// What a dependent needs.
+enum Verdict {
+    Keep,
+    Delete,
+    /// Remove the references to these owner uids.
+    Orphan(Vec<String>),
+}
+
+async fn pass(store: &Arc<dyn Store>, tasks: &Reader<Task>) -> Result<(), StoreError> {
+    let Some(task_info) = find_kind("Task") else {
+        return Ok(());
+    };
+    let owners = owners(store).await?;
+    // Owner uids some dependent still points at.
+    let mut referenced: HashSet<String> = HashSet::new();
+    for t in tasks.list() {
+        let refs = t.metadata.owner_references.clone().unwrap_or_default();
+        if refs.is_empty() {
+            continue;
+        }
+        let ns = t.metadata.namespace.as_deref();
+        let mut alive = 0;
+        let mut foreground = false;
+        let mut orphan_uids = Vec::new();
+        for r in &refs {
+            let Some((k, _)) = owner_key(&r.kind, ns, &r.name) else {
+                // A kind we do not know: never collect what we cannot check.
+                alive += 1;
+                continue;
+            };
+            let owner = match owners.get(&k) {
+                Some(o) => Some(o.clone()),
+                // Not in this pass's list: perhaps newer than it; ask the store.
+                None => confirm(store, &k).await?,
+            };
+            let Some(owner) = owner.filter(|o| r.uid.is_empty() || o.uid == r.uid) else {
+                continue;
+            };
+            if owner.deleting && owner.finalizers.iter().any(|f| f == ORPHAN) {
+                orphan_uids.push(owner.uid.clone());
+                continue;
+            }
+            if owner.deleting && owner.finalizers.iter().any(|f| f == FOREGROUND) {
+                foreground = true;
+            }
+            alive += 1;
+            referenced.insert(owner.uid.clone());
+        }
+        let verdict = if foreground {
+            Verdict::Delete
+        } else if !orphan_uids.is_empty() {
+            Verdict::Orphan(orphan_uids)
+        } else if alive == 0 {
+            Verdict::Delete
+        } else {
+            Verdict::Keep
+        };
+        let name = t.metadata.name.clone().unwrap_or_default();
+        let k = key(task_info, ns, &name);
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Delete => {
+                tracing::info!(task = %format!("{}/{name}", ns.unwrap_or_default()), "garbage collecting a task whose owner is gone");
+                delete_object(store, &k).await?;
+            }
+            Verdict::Orphan(uids) => remove_references(store, &k, &uids).await?,
+        }
+    }
+    // Owners waiting on us: finalizer off once no dependent points at them.
+    for owner in owners.values() {
+        if !owner.deleting || referenced.contains(&owner.uid) {
+            continue;
+        }
+        if owner
+            .finalizers
+            .iter()
+            .any(|f| f == FOREGROUND || f == ORPHAN)
+        {
+            remove_gc_finalizers(store, &owner.key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The owner at `k`, read from the store itself.
+async fn confirm(store: &Arc<dyn Store>, k: &str) -> Result<Option<Owner>, StoreError> {
+    let Some(kv) = store.get(k).await? else {
+        return Ok(None);
+    };
+    let v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    Ok(Some(Owner {
+        key: k.to_string(),
+        uid: str_of(&v, "/metadata/uid").to_string(),
+        deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
+        finalizers: v
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }))
+}
+
+/// Deletes the object at `k` as the API server would: an object with finalizers only
+/// gets a deletionTimestamp.
+pub async fn delete_object(store: &Arc<dyn Store>, k: &str) -> Result<(), StoreError> {
+    let Some(kv) = store.get(k).await? else {
+        return Ok(());
+    };
+    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    let has_finalizers = v
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    let result = if has_finalizers {
+        if v.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(());
+        }
+        v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        store.update(k, to_stored(&v), kv.mod_revision, 0).await
+    } else {
+        store.delete(k, Some(kv.mod_revision)).await
+    };
+    match result {
+        Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the owner references with `uids` from the object at `k`.
+async fn remove_references(
+    store: &Arc<dyn Store>,
+    k: &str,
+    uids: &[String],
+) -> Result<(), StoreError> {
+    let Some(kv) = store.get(k).await? else {
+        return Ok(());
+    };
+    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    let Some(refs) = v
+        .pointer_mut("/metadata/ownerReferences")
+        .and_then(Value::as_array_mut)
+    else {
+        return Ok(());
+    };
+    refs.retain(|r| {
+        !uids
+            .iter()
+            .any(|u| r.get("uid").and_then(Value::as_str) == Some(u))
+    });
+    if refs.is_empty() {
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("ownerReferences");
+        }
+    }
+    tracing::info!(key = k, "orphaning a dependent of a deleted owner");
+    match store.update(k, to_stored(&v), kv.mod_revision, 0).await {
+        Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes the garbage collector's finalizers off the object at `k`; deletes it when no
+/// finalizer is left (it has a deletionTimestamp).
+async fn remove_gc_finalizers(store: &Arc<dyn Store>, k: &str) -> Result<(), StoreError> {
+    let Some(kv) = store.get(k).await? else {
+        return Ok(());
+    };
+    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    let left: Vec<Value> = v
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| !matches!(f.as_str(), Some(FOREGROUND | ORPHAN)))
+        .collect();
+    let result = if left.is_empty() {
+        tracing::info!(key = k, "dependents handled: deleting the owner");
+        store.delete(k, Some(kv.mod_revision)).await
+    } else {
+        v["metadata"]["finalizers"] = json!(left);
+        store.update(k, to_stored(&v), kv.mod_revision, 0).await
+    };
+    match result {
+        Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::reflector::reflector;
+    use crate::runtime::watcher::Event;
+    use drover_store::EmbeddedStore;
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = EmbeddedStore::open(dir.path()).expect("open store");
+        (dir, Arc::new(s))
+    }
+
+    const APP_KEY: &str = "/registry/drover.dev/apps/default/web";
+    const TASK_KEY: &str = "/registry/drover.dev/tasks/default/web-0-abcde";
+
+    async fn put(s: &Arc<dyn Store>, k: &str, v: Value) {
+        s.txn(drover_store::Txn::new().then(drover_store::Op::put(k, to_stored(&v))))
+            .await
+            .expect("put");
+    }
+
+    async fn get(s: &Arc<dyn Store>, k: &str) -> Option<Value> {
+        s.get(k)
+            .await
+            .expect("get")
+            .map(|kv| serde_json::from_slice(&kv.value).expect("json"))
+    }
+
+    fn task() -> Value {
+        json!({
+            "apiVersion": "drover.dev/v1alpha1", "kind": "Task",
+            "metadata": {"name": "web-0-abcde", "namespace": "default", "uid": "t1",
+                "ownerReferences": [{"apiVersion": "drover.dev/v1alpha1", "kind": "App",
+                    "name": "web", "uid": "a1", "controller": true}]},
+            "spec": {"nodeName": "n1", "owner": {"kind": "App", "name": "web", "uid": "a1"}},
+        })
+    }
+
+    fn app(finalizers: &[&str], deleting: bool) -> Value {
+        let mut v = json!({
+            "apiVersion": "drover.dev/v1alpha1", "kind": "App",
+            "metadata": {"name": "web", "namespace": "default", "uid": "a1",
+                "finalizers": finalizers},
+            "spec": {"instances": 1, "container": {"cmd": "sleep 1"}},
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        v
+    }
+
+    /// A Task cache holding what the store holds now.
+    async fn cache(s: &Arc<dyn Store>) -> Reader<Task> {
+        let (mut w, r) = reflector::<Task>();
+        let tasks: Vec<Task> = get(s, TASK_KEY)
+            .await
+            .into_iter()
+            .map(|v| serde_json::from_value(v).expect("a Task"))
+            .collect();
+        w.apply(&Event::Restarted(tasks));
+        r
+    }
+
+    #[tokio::test]
+    async fn a_task_of_a_live_owner_stays_and_of_a_gone_or_replaced_one_goes() {
+        let (_d, s) = store();
+        put(&s, APP_KEY, app(&[], false)).await;
+        put(&s, TASK_KEY, task()).await;
+        pass(&s, &cache(&s).await).await.expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_some(), "owner alive");
+        // The App was deleted and created again: another uid, not the owner.
+        let mut other = app(&[], false);
+        other["metadata"]["uid"] = json!("a2");
+        put(&s, APP_KEY, other).await;
+        pass(&s, &cache(&s).await).await.expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_none(), "owner replaced");
+    }
+
+    #[tokio::test]
+    async fn orphan_removes_the_reference_then_the_owner_goes() {
+        let (_d, s) = store();
+        put(&s, APP_KEY, app(&[ORPHAN], true)).await;
+        put(&s, TASK_KEY, task()).await;
+        pass(&s, &cache(&s).await).await.expect("pass");
+        let t = get(&s, TASK_KEY).await.expect("the task stays");
+        assert!(t["metadata"]["ownerReferences"].is_null(), "{t}");
+        pass(&s, &cache(&s).await).await.expect("pass");
+        assert!(get(&s, APP_KEY).await.is_none(), "the owner goes");
+        pass(&s, &cache(&s).await).await.expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_some(), "the orphan stays");
+    }
+
+    #[tokio::test]
+    async fn foreground_deletes_dependents_first_and_keeps_other_finalizers() {
+        let (_d, s) = store();
+        put(&s, APP_KEY, app(&[FOREGROUND, "example.com/hold"], true)).await;
+        put(&s, TASK_KEY, task()).await;
+        pass(&s, &cache(&s).await).await.expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_none(), "dependent deleted");
+        let a = get(&s, APP_KEY).await.expect("still held");
+        assert!(a["metadata"]["finalizers"].is_array());
+        pass(&s, &cache(&s).await).await.expect("pass");
+        let a = get(&s, APP_KEY).await.expect("held by the other finalizer");
+        assert_eq!(a["metadata"]["finalizers"], json!(["example.com/hold"]));
+    }
+}
