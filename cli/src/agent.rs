@@ -39,6 +39,10 @@ pub struct AgentArgs {
     /// Where to serve task logs for the API server (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
+    /// Host ports this node offers to tasks, `BEGIN-END` (several agents on one
+    /// machine need ranges of their own).
+    #[arg(long, value_name = "BEGIN-END", default_value = "31000-32000", value_parser = parse_port_range)]
+    port_range: (i32, i32),
     /// Seconds between heartbeats (keep it well under the server's node lease).
     #[arg(long, default_value_t = 5.0)]
     heartbeat_seconds: f64,
@@ -61,6 +65,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         anyhow::bail!("--heartbeat-seconds must be a positive number of seconds");
     }
     config.heartbeat_interval = std::time::Duration::from_secs_f64(args.heartbeat_seconds);
+    config.port_range.begin = args.port_range.0;
+    config.port_range.end = args.port_range.1;
     for a in &args.attributes {
         let (k, v) =
             parse_attribute(a).with_context(|| format!("--attribute {a:?}: expected k=v"))?;
@@ -88,4 +94,30 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("agent for node {node}"))
     })
+}
+
+/// `31000-32000` → (31000, 32000): two ports in 1..=65535, the first not above the second.
+pub(crate) fn parse_port_range(text: &str) -> Result<(i32, i32), String> {
+    let bad = || format!("{text:?} is not a port range: expected BEGIN-END, e.g. 31000-32000");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((i32::from(a), i32::from(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_port_range;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("31000-32000"), Ok((31000, 32000)));
+        assert_eq!(parse_port_range("80-80"), Ok((80, 80)));
+        for bad in ["", "31000", "32000-31000", "0-10", "1-70000", "a-b"] {
+            assert!(parse_port_range(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

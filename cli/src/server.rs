@@ -2,10 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use drover_store::{EmbeddedStore, EtcdStore, Store};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum StoreKind {
@@ -15,12 +13,8 @@ pub enum StoreKind {
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// Which store keeps the cluster state.
-    #[arg(long, value_enum, default_value = "embedded")]
-    store: StoreKind,
-    /// etcd client URLs, comma-separated (with --store etcd).
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
-    etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    backend: crate::serving::StoreArgs,
     /// Where the server keeps its certificates, tokens and kubeconfig, and (with
     /// --store embedded) the store.
     #[arg(long, env = "DROVER_DATA_DIR", default_value = "drover-data")]
@@ -42,22 +36,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let store: Arc<dyn Store> =
-            match args.store {
-                StoreKind::Embedded => {
-                    let dir = args.data_dir.join("store");
-                    Arc::new(EmbeddedStore::open(&dir).with_context(|| {
-                        format!("opening the embedded store in {}", dir.display())
-                    })?)
-                }
-                StoreKind::Etcd => Arc::new(
-                    EtcdStore::connect(&args.etcd_endpoints)
-                        .await
-                        .with_context(|| {
-                            format!("connecting to etcd at {}", args.etcd_endpoints.join(","))
-                        })?,
-                ),
-            };
+        let store = crate::serving::open_store(&args.backend, &args.data_dir).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -69,7 +48,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let stop = crate::signals::stop_signal()?;
         println!(
             "drover server: API server {} on the {:?} store",
-            access.server, args.store
+            access.server, args.backend.store
         );
         println!("export KUBECONFIG={}", kubeconfig.display());
         let state = drover_controller::apiserver::ApiState::new(store)

@@ -1,5 +1,6 @@
-//! What `up` and `server` share: the PKI and tokens in the data directory, the
-//! serving security, and the kubeconfig they write for kubectl and drover alike.
+//! What `up`, `server` and `controller` share: the store they open, the PKI and tokens
+//! in the data directory, the serving security, and the kubeconfig they write for
+//! kubectl and drover alike.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,40 @@ use drover_controller::apiserver::auth::{
 };
 use drover_controller::apiserver::pki;
 use drover_controller::apiserver::secure::{tls_config, Security};
+use drover_store::{EmbeddedStore, EtcdStore, Store};
+
+use crate::server::StoreKind;
+
+/// Which store keeps the cluster state: the flags of `server` and `controller`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Which store keeps the cluster state.
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub store: StoreKind,
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: Vec<String>,
+}
+
+/// Opens the store `args` name: the embedded one under `data_dir/store` (one process
+/// at a time), or etcd at its endpoints.
+pub async fn open_store(args: &StoreArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let etcd_endpoints = &args.etcd_endpoints;
+    Ok(match args.store {
+        StoreKind::Embedded => {
+            let dir = data_dir.join("store");
+            Arc::new(
+                EmbeddedStore::open(&dir)
+                    .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
+            )
+        }
+        StoreKind::Etcd => Arc::new(
+            EtcdStore::connect(etcd_endpoints)
+                .await
+                .with_context(|| format!("connecting to etcd at {}", etcd_endpoints.join(",")))?,
+        ),
+    })
+}
 
 /// How clients reach the server, for the kubeconfig.
 pub struct Access {

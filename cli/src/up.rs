@@ -36,6 +36,9 @@ pub struct UpArgs {
     /// A NotReady node's tasks are Lost (and replaced elsewhere) after this long.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64))]
     node_lost_seconds: u64,
+    /// Host ports the local agent offers to tasks, `BEGIN-END`.
+    #[arg(long, value_name = "BEGIN-END", default_value = "31000-32000", value_parser = crate::agent::parse_port_range)]
+    port_range: (i32, i32),
 }
 
 fn default_data_dir() -> PathBuf {
@@ -103,15 +106,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             until_stopped(stopping.clone()),
         ));
         let agent = match (node, access.agent_token.clone()) {
-            (Some(node), Some(token)) => Some(tokio::spawn(local_agent(
-                node,
-                access.server.clone(),
-                token,
-                (!args.insecure).then(|| data_dir.join("pki").join("ca.crt")),
-                data_dir.join("agent"),
-                heartbeat_for(args.node_lease_seconds),
-                until_stopped(stopping.clone()),
-            ))),
+            (Some(node), Some(token)) => {
+                let mut config =
+                    drover_agent::AgentConfig::new(node.clone(), node, data_dir.join("agent"));
+                config.heartbeat_interval = heartbeat_for(args.node_lease_seconds);
+                (config.port_range.begin, config.port_range.end) = args.port_range;
+                let connection = drover_agent::client::Connection::Token {
+                    server: access.server.clone(),
+                    ca_file: (!args.insecure).then(|| data_dir.join("pki").join("ca.crt")),
+                    token,
+                };
+                Some(tokio::spawn(local_agent(
+                    config,
+                    connection,
+                    until_stopped(stopping.clone()),
+                )))
+            }
             _ => None,
         };
         stop.await;
@@ -134,25 +144,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// The agent of this machine, in this process, talking to the API like any other.
 async fn local_agent(
-    node: String,
-    server: String,
-    token: String,
-    ca_file: Option<PathBuf>,
-    data_dir: PathBuf,
-    heartbeat: std::time::Duration,
+    config: drover_agent::AgentConfig,
+    connection: drover_agent::client::Connection,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    use drover_agent::client::{connect, Connection};
-    let connection = Connection::Token {
-        server,
-        ca_file,
-        token,
-    };
-    let client = connect(&connection)
+    let client = drover_agent::client::connect(&connection)
         .await
         .context("connecting the local agent")?;
-    let mut config = drover_agent::AgentConfig::new(node.clone(), node, data_dir);
-    config.heartbeat_interval = heartbeat;
     let drivers = drover_agent::driver::runc::agent_drivers(
         Arc::new(drover_agent::driver::process::ProcessDriver::new(
             config.shim_exe.clone(),

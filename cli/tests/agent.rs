@@ -6,56 +6,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
+use common::agents::{self, free_port, group_alive, task_field, Proc};
 use common::{wait_for, Cluster};
 
 const ADMIN_TOKEN: &str = "admin-token-for-agent-test";
 const AGENT_TOKEN: &str = "agent-token-for-n1";
-
-/// Kills the agent and every process group a test saw, even when the test fails.
-struct Guard {
-    agent: Child,
-    groups: Vec<i32>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
-        for pgid in &self.groups {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// A process of group `pgid` that is not a zombie.
-fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn http_answers(port: u16) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
@@ -70,68 +28,20 @@ fn http_answers(port: u16) -> bool {
 }
 
 fn spawn_agent(c: &Cluster, data_dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "agent",
-            "--server",
-            &c.server,
-            "--token",
-            AGENT_TOKEN,
-            "--hostname",
-            "n1",
-        ])
-        .arg("--ca-file")
-        .arg(c.dir.path().join("pki/ca.crt"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--attribute", "rack=r1"])
-        .env("DROVER_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn drover agent")
+    agents::spawn_agent(c, AGENT_TOKEN, "n1", data_dir, &["--attribute", "rack=r1"])
 }
 
-fn start() -> (Cluster, Guard, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("tokens.yaml"),
-        format!(
-            "- token: {ADMIN_TOKEN}\n  user: admin\n  role: admin\n- token: {AGENT_TOKEN}\n  user: agent-n1\n  role: agent\n  node: n1\n"
-        ),
-    )
-    .expect("write tokens.yaml");
+fn start() -> (Cluster, Proc, tempfile::TempDir) {
+    let dir = agents::data_dir_with_tokens(ADMIN_TOKEN, AGENT_TOKEN, "agent-n1", "n1");
     let c = Cluster::up_in(dir);
     let agent_dir = tempfile::tempdir().expect("agent dir");
     let agent = spawn_agent(&c, agent_dir.path());
-    let guard = Guard {
-        agent,
-        groups: Vec::new(),
-    };
+    let guard = Proc::new(agent);
     wait_for(
-        || {
-            let out = c.kubectl(&[
-                "get",
-                "nodes.drover.dev",
-                "n1",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            out.status.success() && String::from_utf8_lossy(&out.stdout) == "True"
-        },
+        || agents::node_ready(&c, "n1"),
         "node n1 to be registered and Ready",
     );
     (c, guard, agent_dir)
-}
-
-fn task_field(c: &Cluster, name: &str, path: &str) -> String {
-    let out = c.kubectl(&[
-        "get",
-        "tasks.drover.dev",
-        name,
-        "-o",
-        &format!("jsonpath={path}"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -231,11 +141,10 @@ fn a_restarted_agent_re_adopts_its_running_task() {
     guard.groups.push(pid);
 
     // The agent dies; its task does not.
-    let _ = guard.agent.kill();
-    let _ = guard.agent.wait();
+    guard.kill();
     std::thread::sleep(Duration::from_millis(300));
     assert!(group_alive(pid));
-    guard.agent = spawn_agent(&c, agent_dir.path());
+    guard.child = Some(spawn_agent(&c, agent_dir.path()));
     std::thread::sleep(Duration::from_secs(1));
     assert!(group_alive(pid));
     assert_eq!(task_field(&c, "sleeper-0", "{.status.phase}"), "Running");

@@ -7,9 +7,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::agents::{self, group_alive, kill_group, task_field, wait_until, Proc};
 use common::Cluster;
 use drover_agent::driver::process::ProcessDriver;
 use drover_agent::driver::{shim, Checkpointed, Driver, Exit, Launch};
@@ -38,18 +39,6 @@ fn must_be_root() {
     );
 }
 
-/// A process of group `pgid` that is not a zombie.
-fn group_alive(pgid: i32) -> bool {
-    drover_agent::driver::process_group::group_alive(pgid)
-}
-
-fn kill_group(pgid: i32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// Kills task groups even when a test fails.
 struct Groups(Vec<i32>);
 
@@ -57,17 +46,6 @@ impl Drop for Groups {
     fn drop(&mut self) {
         self.0.iter().copied().for_each(kill_group);
     }
-}
-
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
 }
 
 fn launch(dir: &Path, container: ContainerSpec) -> Launch {
@@ -173,7 +151,7 @@ async fn kill_sends_sigterm_to_the_group_then_sigkill_after_the_grace() -> TestR
     let mut r = driver().start(&l).await?;
     groups.0.push(r.pid());
     let out = l.sandbox.join("stdout");
-    wait_until("ready", Duration::from_secs(5), || {
+    wait_until(5, "ready", || {
         std::fs::read_to_string(&out).is_ok_and(|s| s.contains("ready"))
     });
     let t = Instant::now();
@@ -216,9 +194,7 @@ async fn adoption_needs_the_same_start_time_and_reports_a_recorded_exit() -> Tes
     // It ends while nobody watches; the shim keeps its status.
     std::fs::write(l.sandbox.join("go"), "")?;
     let state_dir = shim::state_dir_for(&l.sandbox);
-    wait_until("exit.json", Duration::from_secs(5), || {
-        shim::read_exit(&state_dir).is_some()
-    });
+    wait_until(5, "exit.json", || shim::read_exit(&state_dir).is_some());
     drop(adopted);
     let mut later = d
         .adopt_checkpointed(&checkpoint, &l)
@@ -245,92 +221,29 @@ async fn logs_are_rotated_by_the_shim() -> TestResult {
 
 // ---- drover agent against drover up ----
 
-/// Kills the agent and every task it checkpointed, even when a test fails.
+/// The agent (killed with every task it checkpointed, even when a test fails), then
+/// its data directory.
 struct Guard {
-    agent: Child,
+    agent: Proc,
     agent_dir: tempfile::TempDir,
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
-        for pid in checkpointed_pids(&self.agent_dir.path().join("tasks")) {
-            kill_group(pid);
-        }
-    }
-}
-
-fn checkpointed_pids(tasks: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(tasks) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("state.json")).ok())
-        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .filter_map(|s| s.get("pid").and_then(serde_json::Value::as_i64))
-        .filter_map(|p| i32::try_from(p).ok())
-        .collect()
-}
-
 fn spawn_agent(c: &Cluster, data_dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "agent",
-            "--server",
-            &c.server,
-            "--token",
-            AGENT_TOKEN,
-            "--hostname",
-            "n1",
-        ])
-        .arg("--ca-file")
-        .arg(c.dir.path().join("pki/ca.crt"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("DROVER_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn drover agent")
+    agents::spawn_agent(c, AGENT_TOKEN, "n1", data_dir, &[])
 }
 
 fn start() -> (Cluster, Guard) {
     must_be_root();
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("tokens.yaml"),
-        format!(
-            "- token: {ADMIN_TOKEN}\n  user: admin\n  role: admin\n- token: {AGENT_TOKEN}\n  user: agent-n1\n  role: agent\n  node: n1\n"
-        ),
-    )
-    .expect("write tokens.yaml");
+    let dir = agents::data_dir_with_tokens(ADMIN_TOKEN, AGENT_TOKEN, "agent-n1", "n1");
     let c = Cluster::up_in(dir);
     let agent_dir = tempfile::tempdir().expect("agent dir");
     let agent = spawn_agent(&c, agent_dir.path());
-    let guard = Guard { agent, agent_dir };
-    wait_until("node n1 to be Ready", Duration::from_secs(15), || {
-        let out = c.kubectl(&[
-            "get",
-            "nodes.drover.dev",
-            "n1",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ]);
-        out.status.success() && String::from_utf8_lossy(&out.stdout) == "True"
-    });
+    let guard = Guard {
+        agent: Proc::agent(agent, agent_dir.path()),
+        agent_dir,
+    };
+    wait_until(15, "node n1 to be Ready", || agents::node_ready(&c, "n1"));
     (c, guard)
-}
-
-fn task_field(c: &Cluster, name: &str, path: &str) -> String {
-    let out = c.kubectl(&[
-        "get",
-        "tasks.drover.dev",
-        name,
-        "-o",
-        &format!("jsonpath={path}"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn apply_task(c: &Cluster, name: &str, container_and_more: &str) {
@@ -344,19 +257,16 @@ fn apply_task(c: &Cluster, name: &str, container_and_more: &str) {
 }
 
 fn running_pid(c: &Cluster, name: &str) -> i32 {
-    wait_until(
-        &format!("task {name} to be Running"),
-        Duration::from_secs(15),
-        || task_field(c, name, "{.status.phase}") == "Running",
-    );
+    wait_until(15, &format!("task {name} to be Running"), || {
+        task_field(c, name, "{.status.phase}") == "Running"
+    });
     task_field(c, name, "{.status.pid}")
         .parse()
         .expect("a pid in the status")
 }
 
 fn kill_agent(guard: &mut Guard) {
-    let _ = guard.agent.kill();
-    let _ = guard.agent.wait();
+    guard.agent.kill();
 }
 
 #[test]
@@ -371,11 +281,9 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_code() {
     kill_agent(&mut guard);
     let task_dir = guard.agent_dir.path().join("tasks/default_seven-0");
     std::fs::write(task_dir.join("sandbox/go"), "").expect("let the task exit");
-    wait_until(
-        "the shim to record the exit",
-        Duration::from_secs(5),
-        || shim::read_exit(&task_dir.join("shim")).is_some(),
-    );
+    wait_until(5, "the shim to record the exit", || {
+        shim::read_exit(&task_dir.join("shim")).is_some()
+    });
     assert!(!group_alive(pid));
     assert_eq!(
         task_field(&c, "seven-0", "{.status.phase}"),
@@ -383,8 +291,8 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_code() {
         "nobody reported it yet"
     );
 
-    guard.agent = spawn_agent(&c, guard.agent_dir.path());
-    wait_until("seven-0 to be Failed", Duration::from_secs(15), || {
+    guard.agent.child = Some(spawn_agent(&c, guard.agent_dir.path()));
+    wait_until(15, "seven-0 to be Failed", || {
         task_field(&c, "seven-0", "{.status.phase}") == "Failed"
     });
     assert_eq!(task_field(&c, "seven-0", "{.status.exitCode}"), "7");
@@ -411,30 +319,22 @@ fn a_running_task_survives_the_agent_and_is_adopted_with_its_logs_flowing() {
     let size = || std::fs::metadata(&stdout).map(|m| m.len()).unwrap_or(0);
     kill_agent(&mut guard);
     let down = size();
-    wait_until(
-        "the log to grow while the agent is down",
-        Duration::from_secs(5),
-        || size() > down + 40,
-    );
+    wait_until(5, "the log to grow while the agent is down", || {
+        size() > down + 40
+    });
     assert!(group_alive(pid));
 
-    guard.agent = spawn_agent(&c, guard.agent_dir.path());
+    guard.agent.child = Some(spawn_agent(&c, guard.agent_dir.path()));
     // Adopted: the same pid, still running, and still logging.
     let back = size();
-    wait_until("the log to keep growing", Duration::from_secs(5), || {
-        size() > back + 40
-    });
+    wait_until(5, "the log to keep growing", || size() > back + 40);
     assert_eq!(task_field(&c, "ticker-0", "{.status.phase}"), "Running");
     assert_eq!(task_field(&c, "ticker-0", "{.status.pid}"), pid.to_string());
     assert!(group_alive(pid));
 
     // The new agent owns it: deleting the Task kills it.
     c.ok(&["delete", "tasks.drover.dev", "ticker-0"]);
-    wait_until(
-        "the adopted task to be killed",
-        Duration::from_secs(10),
-        || !group_alive(pid),
-    );
+    wait_until(10, "the adopted task to be killed", || !group_alive(pid));
 }
 
 #[test]
@@ -445,7 +345,7 @@ fn a_task_past_its_memory_limit_is_oom_killed() {
         "hog-0",
         "  resources:\n    memMiB: 32\n  container:\n    command: [\"busybox\", \"sh\", \"-c\", \"x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); echo survived\"]\n",
     );
-    wait_until("hog-0 to fail", Duration::from_secs(20), || {
+    wait_until(20, "hog-0 to fail", || {
         task_field(&c, "hog-0", "{.status.phase}") == "Failed"
     });
     assert_eq!(task_field(&c, "hog-0", "{.status.reason}"), "OOMKilled");
@@ -475,7 +375,7 @@ fn a_running_task_reports_its_usage_and_runs_in_its_limited_cgroup() {
     let dir = PathBuf::from(format!("/sys/fs/cgroup/memory{memory}"));
     let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes")).expect("limit");
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
-    wait_until("usage in the status", Duration::from_secs(15), || {
+    wait_until(15, "usage in the status", || {
         task_field(&c, "user-0", "{.status.usage.memoryBytes}")
             .parse::<u64>()
             .is_ok_and(|m| m > 0)
@@ -488,9 +388,5 @@ fn a_running_task_reports_its_usage_and_runs_in_its_limited_cgroup() {
 
     // Gone with the task.
     c.ok(&["delete", "tasks.drover.dev", "user-0"]);
-    wait_until(
-        "the task's cgroup to be removed",
-        Duration::from_secs(10),
-        || !dir.exists(),
-    );
+    wait_until(10, "the task's cgroup to be removed", || !dir.exists());
 }

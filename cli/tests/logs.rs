@@ -8,33 +8,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Cluster};
+use common::agents::{self, Proc};
+use common::{drover, wait_for, Cluster};
 
 /// Prints `line N` every 100 ms, forever.
 const TICKER: &str = "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done";
-
-/// Kills a child (a `drover logs -f`, an agent) even when the test fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn drover(c: &Cluster, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .output()
-        .expect("run drover")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -137,7 +119,7 @@ fn task_logs_tail_follow_raw_and_the_agents_events() {
     assert!(all.len() >= n[2] as usize, "all lines: {all:?}");
 
     // -f: a line printed after it started arrives.
-    let mut follow = Killed(
+    let mut follow = Proc::new(
         Command::new(env!("CARGO_BIN_EXE_drover"))
             .args(["logs", "task/x", "-f", "--tail", "1", "--kubeconfig"])
             .arg(&c.kubeconfig)
@@ -147,7 +129,7 @@ fn task_logs_tail_follow_raw_and_the_agents_events() {
             .expect("spawn drover logs -f"),
     );
     let (tx, rx) = mpsc::channel();
-    let pipe = follow.0.stdout.take().expect("stdout");
+    let pipe = follow.child().stdout.take().expect("stdout");
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -314,28 +296,16 @@ fn viewers_read_logs_and_the_agent_accepts_only_the_api_servers_token() {
     .expect("tokens");
     let c = Cluster::up_in(dir);
     let agent_dir = tempfile::tempdir().expect("agent dir");
-    let mut agent = Killed(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "agent",
-                "--server",
-                &c.server,
-                "--token",
-                AGENT_TOKEN,
-                "--hostname",
-                "n1",
-            ])
-            .arg("--ca-file")
-            .arg(c.dir.path().join("pki/ca.crt"))
-            .arg("--data-dir")
-            .arg(agent_dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .env("DROVER_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn drover agent"),
+    let mut agent = Proc::agent(
+        agents::spawn_agent(
+            &c,
+            AGENT_TOKEN,
+            "n1",
+            agent_dir.path(),
+            &["--listen", "127.0.0.1:0"],
+        ),
+        agent_dir.path(),
     );
-    let _tasks = TaskGroups(agent_dir.path().join("tasks"));
     let mut endpoint = String::new();
     wait_for(
         || {
@@ -450,8 +420,7 @@ fn viewers_read_logs_and_the_agent_accepts_only_the_api_servers_token() {
     assert!(stderr(&out).contains("ghost"), "{}", stderr(&out));
 
     // The agent gone: 502, naming the node and the address.
-    let _ = agent.0.kill();
-    let _ = agent.0.wait();
+    agent.kill();
     let out = drover(&c, &["logs", "task/x"]);
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -459,31 +428,6 @@ fn viewers_read_logs_and_the_agent_accepts_only_the_api_servers_token() {
         err.contains(&format!("cannot reach the agent of node n1 at {endpoint}")),
         "{err}"
     );
-}
-
-/// Kills the process groups of the tasks an agent checkpointed under `tasks`.
-struct TaskGroups(std::path::PathBuf);
-
-impl Drop for TaskGroups {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.0) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else {
-                continue;
-            };
-            let pid = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("pid").and_then(serde_json::Value::as_i64));
-            if let Some(pid) = pid {
-                let _ = Command::new("kill")
-                    .args(["-9", "--", &format!("-{pid}")])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
 }
 
 #[test]

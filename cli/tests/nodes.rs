@@ -8,123 +8,45 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Cluster;
+use common::agents::{self, checkpointed_pids, group_alive, wait_until, Proc};
+use common::{drover, Cluster};
 use serde_json::Value;
 
 const AGENT_TOKEN: &str = "agent-token-for-n2-in-nodes-test";
 
-/// The second agent, and every process group the test saw: killed even on panic.
+/// The second agent (killed with every process group the test saw and every task it
+/// checkpointed, even on panic), then its data directory.
 struct Agent2 {
-    child: Option<Child>,
+    guard: Proc,
     data: tempfile::TempDir,
-    groups: Vec<i32>,
-}
-
-impl Drop for Agent2 {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for pgid in self
-            .groups
-            .iter()
-            .copied()
-            .chain(checkpointed_pids(self.data.path()))
-        {
-            kill_group(pgid);
-        }
-    }
-}
-
-fn kill_group(pgid: i32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Pids the agent checkpointed under `data/tasks/*/state.json`.
-fn checkpointed_pids(data: &std::path::Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(data.join("tasks")) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("state.json")).ok())
-        .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
-        .filter_map(|v| v.get("pid").and_then(Value::as_i64))
-        .map(|p| p as i32)
-        .collect()
-}
-
-/// A process of group `pgid` that is not a zombie.
-fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
-    })
-}
-
-fn wait_until(seconds: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    panic!("timed out after {seconds} s waiting for {what}");
 }
 
 /// `drover up` with `extra` flags and a token for agent n2.
 fn cluster(extra: &[&str]) -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("tokens.yaml"),
-        format!(
-            "- token: admin-token-for-nodes-test\n  user: admin\n  role: admin\n- token: {AGENT_TOKEN}\n  user: system:node:n2\n  role: agent\n  node: n2\n"
-        ),
-    )
-    .expect("write tokens.yaml");
+    let dir = agents::data_dir_with_tokens(
+        "admin-token-for-nodes-test",
+        AGENT_TOKEN,
+        "system:node:n2",
+        "n2",
+    );
     Cluster::full_in(dir, extra)
 }
 
 fn spawn_agent2(c: &Cluster, data: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["agent", "--server", &c.server, "--token", AGENT_TOKEN])
-        .args(["--hostname", "n2", "--heartbeat-seconds", "0.5"])
-        .arg("--ca-file")
-        .arg(c.dir.path().join("pki/ca.crt"))
-        .arg("--data-dir")
-        .arg(data)
-        .env("DROVER_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn drover agent")
+    agents::spawn_agent(c, AGENT_TOKEN, "n2", data, &["--heartbeat-seconds", "0.5"])
 }
 
 fn start_agent2(c: &Cluster) -> Agent2 {
     let data = tempfile::tempdir().expect("agent dir");
     let child = spawn_agent2(c, data.path());
     let agent = Agent2 {
-        child: Some(child),
+        guard: Proc::agent(child, data.path()),
         data,
-        groups: Vec::new(),
     };
     wait_until(15, "node n2 Ready", || ready(c, "n2").0 == "True");
     agent
@@ -232,15 +154,6 @@ fn apply(c: &Cluster, name: &str, manifest: &str) {
     c.ok(&["apply", "-f", f.to_str().expect("utf-8")]);
 }
 
-fn drover(c: &Cluster, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .output()
-        .expect("run drover")
-}
-
 fn drover_ok(c: &Cluster, args: &[&str]) -> String {
     let out = drover(c, args);
     assert!(
@@ -291,20 +204,19 @@ fn a_dead_agent_makes_its_node_not_ready_and_its_task_lost_and_replaced() {
         bare_field("{.status.phase}") == "Running"
     });
     let bare_pid: i32 = bare_field("{.status.pid}").parse().expect("a pid");
-    agent.groups.push(bare_pid);
+    agent.guard.groups.push(bare_pid);
     let on_n2 = tasks(&c, "lost")
         .into_iter()
         .find(|t| t.1 == "n2")
         .expect("a task on n2");
     let (stale_task, stale_pid) = (on_n2.0.clone(), on_n2.4);
     assert!(stale_pid > 0 && group_alive(stale_pid));
-    agent.groups.push(stale_pid);
+    agent.guard.groups.push(stale_pid);
 
     // kill -9 for good: nothing heartbeats for n2 any more.
-    if let Some(mut child) = agent.child.take() {
-        child.kill().expect("kill -9 the agent");
-        let _ = child.wait();
-    }
+    let mut child = agent.guard.child.take().expect("the agent runs");
+    child.kill().expect("kill -9 the agent");
+    let _ = child.wait();
     wait_until(15, "node n2 NotReady", || ready(&c, "n2").0 == "False");
     let (_, reason, message) = ready(&c, "n2");
     assert_eq!(reason, "NodeHeartbeatExpired");
@@ -336,7 +248,7 @@ fn a_dead_agent_makes_its_node_not_ready_and_its_task_lost_and_replaced() {
     assert!(group_alive(bare_pid));
 
     // …until the agent comes back: Ready again, and the stale task killed.
-    agent.child = Some(spawn_agent2(&c, agent.data.path()));
+    agent.guard.child = Some(spawn_agent2(&c, agent.data.path()));
     wait_until(15, "node n2 Ready again", || ready(&c, "n2").0 == "True");
     wait_until(15, "the stale tasks' processes to be killed", || {
         !group_alive(stale_pid) && !group_alive(bare_pid)
@@ -425,7 +337,7 @@ fn cordon_keeps_new_tasks_off_and_drain_moves_them_within_minimum_health() {
     assert_eq!(node["spec"]["unschedulable"], true, "drain cordons");
     // The drained processes are gone.
     wait_until(10, "the drained processes to exit", || {
-        checkpointed_pids(agent.data.path())
+        checkpointed_pids(&agent.data.path().join("tasks"))
             .iter()
             .all(|p| !group_alive(*p))
     });

@@ -11,72 +11,45 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::agents::{wait_until, Proc};
 use common::Cluster;
 use serde_json::Value;
 
-/// A process the test started (`drover agent`, `drover controller`): killed on drop,
-/// with every task process an agent left behind.
-struct Proc {
-    child: Child,
-    tasks: Option<PathBuf>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.tasks {
-            kill_tasks(dir);
-        }
-    }
-}
-
-/// Kills the process group of every task checkpointed under `tasks`.
-fn kill_tasks(tasks: &Path) {
-    let Ok(entries) = std::fs::read_dir(tasks) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else {
-            continue;
-        };
-        let Ok(state) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        if let Some(pid) = state.get("pid").and_then(Value::as_i64) {
-            let _ = Command::new("kill")
-                .args(["-9", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 fn drover() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
-    c.env("DROVER_LOG", "warn");
+    c.env(
+        "DROVER_LOG",
+        std::env::var("DROVER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     c
 }
 
 /// One more agent, node `name`, talking to the cluster with its kubeconfig.
-fn agent(c: &Cluster, name: &str, dir: &Path) -> Proc {
+///
+/// Each agent gets host ports of its own (`ports`): all of them run on this machine, and
+/// a broken instance's HTTP check must not reach another node's server on the same port.
+fn agent(c: &Cluster, name: &str, dir: &Path, ports: &str) -> Proc {
     let child = drover()
-        .args(["agent", "--hostname", name, "--kubeconfig"])
+        .args([
+            "agent",
+            "--hostname",
+            name,
+            "--port-range",
+            ports,
+            "--kubeconfig",
+        ])
         .arg(&c.kubeconfig)
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn drover agent");
-    Proc {
-        child,
-        tasks: Some(dir.join("tasks")),
-    }
+    Proc::agent(child, dir)
 }
 
 /// `drover ARGS` against the cluster.
@@ -94,17 +67,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn wait_until(seconds: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < end {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {seconds} s waiting for {what}");
 }
 
 fn json(c: &Cluster, args: &[&str]) -> Value {
@@ -178,14 +140,14 @@ spec:
   instances: {instances}
   container:
     cmd: "mkdir -p www && echo {content} > www/index.html && exec busybox httpd -f -p $PORT0 -h www"
-  resources: {{cpus: 0.05, memMiB: 16}}
+  resources: {{cpus: 0.25, memMiB: 16}}
   ports:
     - name: http
   healthChecks:
     - http: {{portName: http, path: /index.html}}
       delaySeconds: 0
       intervalSeconds: 1
-      timeoutSeconds: 2
+      timeoutSeconds: 5
       gracePeriodSeconds: 3
       maxConsecutiveFailures: 3
   killGracePeriodSeconds: 2
@@ -339,7 +301,9 @@ fn upgrade(c: &Cluster, instances: usize, content: &str, deadline: u64) -> usize
     eprintln!(
         "upgrade to {content}: {samples} samples, at least {min} healthy, at most {most} tasks"
     );
-    assert!(samples >= 5, "only {samples} samples of the healthy count");
+    // Each sample is a kubectl call; on a loaded 2-core machine one may take a second,
+    // and an upgrade of two or three instances lasts a few seconds.
+    assert!(samples >= 3, "only {samples} samples of the healthy count");
     // maximumOverCapacity 0: never more tasks than instances.
     assert!(most <= instances, "{most} tasks at once during the upgrade");
     min
@@ -400,13 +364,16 @@ fn failed_upgrade_rolls_back(c: &Cluster, instances: usize, content: &str, deadl
 
 #[test]
 fn rolling_upgrade_on_three_nodes_keeps_capacity_and_rolls_back_a_bad_version() {
-    let c = Cluster::full();
+    let c = Cluster::full_in(
+        tempfile::tempdir().expect("temp dir"),
+        &["--port-range", "20500-20999"],
+    );
     let (d2, d3) = (
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let _n2 = agent(&c, "node-2", d2.path());
-    let _n3 = agent(&c, "node-3", d3.path());
+    let _n2 = agent(&c, "node-2", d2.path(), "21000-21499");
+    let _n3 = agent(&c, "node-3", d3.path(), "21500-21999");
     wait_until(15, "3 Ready nodes", || nodes_ready(&c, 3));
 
     let f = c.write("web.yaml", &web(3, "v1", 10));
@@ -519,16 +486,13 @@ fn rollout_and_rollback_on_etcd_with_the_controller_apart() {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn drover controller");
-    let _controller = Proc {
-        child: controller,
-        tasks: None,
-    };
+    let _controller = Proc::new(controller);
     let (d1, d2) = (
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let _n1 = agent(&c, "etcd-node-1", d1.path());
-    let _n2 = agent(&c, "etcd-node-2", d2.path());
+    let _n1 = agent(&c, "etcd-node-1", d1.path(), "22000-22499");
+    let _n2 = agent(&c, "etcd-node-2", d2.path(), "22500-22999");
     wait_until(15, "2 Ready nodes", || nodes_ready(&c, 2));
 
     let f = c.write("web.yaml", &web(2, "v1", 6));

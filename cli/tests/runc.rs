@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::agents::{self, free_port, task_field};
 use common::rootfs::{busybox_rootfs, oci_layout};
 use common::{wait_for, Cluster};
 
@@ -93,36 +94,12 @@ impl Env {
     }
 
     fn start_agent(&mut self) {
-        let agent = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "agent",
-                "--server",
-                &self.c.server,
-                "--token",
-                AGENT_TOKEN,
-                "--hostname",
-                "n1",
-            ])
-            .arg("--ca-file")
-            .arg(self.c.dir.path().join("pki/ca.crt"))
-            .arg("--data-dir")
-            .arg(self.agent_dir.path())
-            .env("DROVER_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn drover agent");
+        let agent = agents::spawn_agent(&self.c, AGENT_TOKEN, "n1", self.agent_dir.path(), &[]);
         self.agent = Some(agent);
     }
 
     fn task(&self, name: &str, path: &str) -> String {
-        let out = self.c.kubectl(&[
-            "get",
-            "tasks.drover.dev",
-            name,
-            "-o",
-            &format!("jsonpath={path}"),
-        ]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        task_field(&self.c, name, path)
     }
 
     fn apply(&self, name: &str, yaml: &str) {
@@ -147,14 +124,7 @@ impl Env {
 }
 
 fn start() -> Env {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("tokens.yaml"),
-        format!(
-            "- token: {ADMIN_TOKEN}\n  user: admin\n  role: admin\n- token: {AGENT_TOKEN}\n  user: agent-n1\n  role: agent\n  node: n1\n"
-        ),
-    )
-    .expect("write tokens.yaml");
+    let dir = agents::data_dir_with_tokens(ADMIN_TOKEN, AGENT_TOKEN, "agent-n1", "n1");
     let files = tempfile::tempdir().expect("files dir");
     busybox_rootfs(files.path());
     let mut env = Env {
@@ -182,13 +152,6 @@ fn start() -> Env {
 
 fn rootfs(env: &Env) -> PathBuf {
     env.files.path().join("rootfs")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The body of `GET path` on the port, if it answers 200.

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod rootfs;
 
 use std::io::{BufRead, BufReader};
@@ -115,7 +116,10 @@ impl Cluster {
             .args(args)
             .arg("--data-dir")
             .arg(dir)
-            .env("DROVER_LOG", "warn")
+            .env(
+                "DROVER_LOG",
+                std::env::var("DROVER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn drover");
@@ -227,6 +231,16 @@ pub fn kubectl_path(version: Option<&str>) -> PathBuf {
             p
         }
     }
+}
+
+/// `drover ARGS --kubeconfig` the cluster's kubeconfig.
+pub fn drover(c: &Cluster, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .output()
+        .expect("run drover")
 }
 
 pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {

@@ -120,6 +120,26 @@ pub fn task_json(
     host_ports: &[u16],
     now: &str,
 ) -> Value {
+    let version = template_version(app);
+    task_object(
+        app, namespace, task_name, uid, instance, node, host_ports, &version, now,
+    )
+}
+
+/// The Task object for one placed instance of `app`, as the apps controller creates it
+/// (`version`: the App's [`template_version`], computed once by the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn task_object(
+    app: &App,
+    namespace: &str,
+    task_name: &str,
+    uid: &str,
+    instance: i32,
+    node: &str,
+    host_ports: &[u16],
+    version: &str,
+    now: &str,
+) -> Value {
     let ports: Vec<Value> = app
         .spec
         .ports
@@ -135,7 +155,7 @@ pub fn task_json(
         json!(instance),
         json!(node),
         json!(ports),
-        &template_version(app),
+        version,
         now,
     )
 }

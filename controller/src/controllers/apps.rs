@@ -19,7 +19,7 @@ use drover_store::{Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::allocator::filter::NamedConstraint;
-use crate::allocator::inventory::{Amounts, Inventory, NodeState, PortPool};
+use crate::allocator::inventory::{Amounts, Inventory, NodeState};
 use crate::allocator::placement::{place, Request};
 use crate::allocator::score::Strategy;
 use crate::controllers::deploy;
@@ -210,7 +210,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         })
         .count() as i32;
     for t in &ended {
-        delete_task(&ctx.store, task_info, t).await?;
+        delete_task(&ctx.store, task_info, t, "ended").await?;
         ctx.expectations.deleted(&namespace, &name, t);
     }
     let mut backoff = app.status.as_ref().and_then(|s| s.backoff.clone());
@@ -264,7 +264,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
     let mut active = active;
     let drain = crate::controllers::drain::plan(&app, &mut active);
     for t in &drain.kill {
-        delete_task(&ctx.store, task_info, t).await?;
+        delete_task(&ctx.store, task_info, t, "drained").await?;
         ctx.expectations.deleted(&namespace, &name, t);
     }
     let step = deploy::step(&app, active, desired, &version, revision, now);
@@ -305,7 +305,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         }
     }
     for t in &step.kill {
-        delete_task(&ctx.store, task_info, t).await?;
+        delete_task(&ctx.store, task_info, t, "rollout step").await?;
         ctx.expectations.deleted(&namespace, &name, t);
     }
     let active = step.keep;
@@ -393,7 +393,17 @@ async fn delete_task(
     store: &Arc<dyn Store>,
     task_info: &KindInfo,
     t: &Task,
+    why: &str,
 ) -> Result<(), AppsError> {
+    let status = t.status.as_ref();
+    tracing::info!(
+        task = t.metadata.name.as_deref().unwrap_or_default(),
+        version = t.spec.version.as_deref().unwrap_or_default(),
+        phase = ?status.map(|s| s.phase),
+        healthy = ?status.and_then(|s| s.healthy),
+        why,
+        "deleting task"
+    );
     let key = crate::apiserver::objects::key(
         task_info,
         t.metadata.namespace.as_deref(),
@@ -412,42 +422,7 @@ fn inventory(ctx: &AppsContext) -> Inventory {
         .nodes
         .list()
         .iter()
-        .map(|n| {
-            let status = n.status.clone().unwrap_or_default();
-            let ready = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
-            let ranges = if n.spec.port_ranges.is_empty() {
-                vec![(
-                    drover_api::defaults::NODE_PORT_RANGE_BEGIN as u16,
-                    drover_api::defaults::NODE_PORT_RANGE_END as u16,
-                )]
-            } else {
-                n.spec
-                    .port_ranges
-                    .iter()
-                    .map(|r| (r.begin as u16, r.end as u16))
-                    .collect()
-            };
-            NodeState {
-                name: n.metadata.name.clone().unwrap_or_default(),
-                attributes: n.spec.attributes.clone(),
-                allocatable: Amounts {
-                    cpus: status.allocatable.cpus,
-                    mem_mib: status.allocatable.mem_mib,
-                    disk_mib: status.allocatable.disk_mib,
-                    gpus: status.allocatable.gpus,
-                },
-                used: Amounts::default(),
-                ports: PortPool {
-                    ranges,
-                    used: BTreeSet::new(),
-                },
-                schedulable: !n.spec.unschedulable.unwrap_or(false),
-                ready,
-            }
-        })
+        .map(|n| NodeState::from_node(n))
         .collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let mut inv = Inventory::new(nodes);
@@ -618,61 +593,19 @@ fn task_for(
     host_ports: &[u16],
     version: &str,
 ) -> Value {
-    let suffix = &crate::apiserver::objects::new_uid()[..5];
-    let ports: Vec<Value> = app
-        .spec
-        .ports
-        .iter()
-        .zip(host_ports)
-        .map(|(p, hp)| {
-            let mut v = json!({"hostPort": hp});
-            if let Some(n) = &p.name {
-                v["name"] = json!(n);
-            }
-            if let Some(cp) = p.container_port {
-                v["containerPort"] = json!(cp);
-            }
-            v
-        })
-        .collect();
-    let mut labels = app.spec.labels.clone();
-    labels.insert(APP_LABEL.into(), name.into());
-    let mut task = json!({
-        "apiVersion": "drover.dev/v1alpha1",
-        "kind": "Task",
-        "metadata": {
-            "name": format!("{name}-{instance}-{suffix}"),
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [{
-                "apiVersion": "drover.dev/v1alpha1",
-                "kind": "App",
-                "name": name,
-                "uid": app.metadata.uid.clone().unwrap_or_default(),
-                "controller": true,
-                "blockOwnerDeletion": true,
-            }],
-        },
-        "spec": {
-            "nodeName": node,
-            "owner": {"kind": "App", "name": name, "uid": app.metadata.uid},
-            "instance": instance,
-            "version": version,
-            "container": app.spec.container,
-            "resources": app.spec.resources,
-            "ports": ports,
-            "healthChecks": app.spec.health_checks,
-            "readinessChecks": app.spec.readiness_checks,
-            "killGracePeriodSeconds": app.spec.kill_grace_period_seconds,
-            "role": app.spec.role,
-        },
-        "status": {"phase": "Scheduled"},
-    });
-    if let Some(spec) = task["spec"].as_object_mut() {
-        spec.retain(|_, v| !v.is_null() && v != &json!([]));
-    }
-    crate::apiserver::objects::stamp_created(&mut task, &crate::apiserver::objects::now_rfc3339());
-    task
+    use crate::apiserver::objects::{new_uid, now_rfc3339};
+    let suffix = &new_uid()[..5];
+    crate::allocator::task_template::task_object(
+        app,
+        namespace,
+        &format!("{name}-{instance}-{suffix}"),
+        &new_uid(),
+        instance,
+        node,
+        host_ports,
+        version,
+        &now_rfc3339(),
+    )
 }
 
 fn status_of(
@@ -803,7 +736,7 @@ pub async fn collect_orphans(store: &Arc<dyn Store>, apps: &Reader<App>, tasks: 
     for t in tasks.list() {
         let Some(owner) = owner_key(&t) else { continue };
         if !present.contains_key(&(owner.namespace.clone(), owner.name.clone())) {
-            if let Err(e) = delete_task(store, task_info, &t).await {
+            if let Err(e) = delete_task(store, task_info, &t, "orphaned").await {
                 tracing::warn!(error = %e, "could not delete an orphaned task");
             }
         }

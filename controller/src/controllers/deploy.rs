@@ -81,6 +81,22 @@ pub fn available(t: &Task) -> bool {
         && (t.spec.readiness_checks.is_empty() || s.ready == Some(true))
 }
 
+/// Running, failing its health checks, but below the failure count at which the agent
+/// kills it (`maxConsecutiveFailures`, 3 by default; 0 = never killed, so never "below").
+fn missed_a_check(t: &Task) -> bool {
+    let Some(s) = t.status.as_ref() else {
+        return false;
+    };
+    let failures = s.consecutive_health_failures.unwrap_or(0);
+    s.phase == TaskPhase::Running
+        && s.healthy == Some(false)
+        && failures > 0
+        && t.spec.health_checks.iter().any(|c| {
+            let max = c.max_consecutive_failures.unwrap_or(3);
+            max > 0 && failures < max
+        })
+}
+
 /// `history` with `version` as its newest entry: unchanged if it already is; otherwise
 /// the template is appended under the next revision number (moved there if it was
 /// seen before), and the oldest entries dropped beyond [`HISTORY_LIMIT`].
@@ -217,7 +233,14 @@ pub fn step(
         let mut kept = Vec::new();
         for t in old.drain(..) {
             if !available(&t) {
-                kill.push(t);
+                // A running task that just missed a check may pass the next one; while
+                // capacity is at or below the floor it stays (the agent kills it if it
+                // reaches its failure limit), so a blip never costs an instance.
+                if up <= floor && missed_a_check(&t) {
+                    kept.push(t);
+                } else {
+                    kill.push(t);
+                }
             } else if up > floor {
                 up -= 1;
                 kill.push(t);
@@ -502,6 +525,44 @@ mod tests {
         tasks.push(task("d", "v2", true));
         let s = step(&a, tasks, 3, "v2", 2, Utc::now());
         assert_eq!((s.kill.len(), s.create), (1, 1));
+    }
+
+    #[test]
+    fn an_old_task_missing_one_check_is_kept_at_the_floor() {
+        let a = app(3, 0.5, 0.0);
+        let blip = |name: &str, failures: i32| {
+            let mut t = (*task(name, "v1", true)).clone();
+            t.spec.health_checks = vec![drover_api::health::HealthCheck::default()];
+            let s = t.status.as_mut().expect("status");
+            s.healthy = Some(false);
+            s.consecutive_health_failures = Some(failures);
+            Arc::new(t)
+        };
+        let healthy = |name: &str| {
+            let mut t = (*task(name, "v1", true)).clone();
+            t.spec.health_checks = vec![drover_api::health::HealthCheck::default()];
+            t.status.as_mut().expect("status").healthy = Some(true);
+            Arc::new(t)
+        };
+        // 1 up, floor 2: the one that missed a check stays.
+        let s = step(&a, vec![healthy("a"), blip("b", 1)], 3, "v2", 2, Utc::now());
+        assert!(s.kill.is_empty(), "killed {:?}", s.kill);
+        // At its failure limit it goes.
+        let s = step(&a, vec![healthy("a"), blip("b", 3)], 3, "v2", 2, Utc::now());
+        assert_eq!(s.kill.len(), 1);
+        // Above the floor it goes as well.
+        let s = step(
+            &a,
+            vec![healthy("a"), healthy("c"), healthy("d"), blip("b", 1)],
+            3,
+            "v2",
+            2,
+            Utc::now(),
+        );
+        assert!(s
+            .kill
+            .iter()
+            .any(|t| t.metadata.name.as_deref() == Some("b")));
     }
 
     #[test]

@@ -205,19 +205,26 @@ pub trait Driver: Send + Sync {
     /// Starts the task; returns once it runs (or could not start).
     async fn start(&self, launch: &Launch) -> Result<Box<dyn Running>, DriverError>;
 
-    /// Takes back a task started by an earlier agent, if its process still lives.
-    fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>>;
+    /// Takes back a task started by an earlier agent, if its process still lives: a
+    /// checkpoint that knows only the pid.
+    fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>> {
+        self.adopt_checkpointed(
+            &Checkpointed {
+                pid,
+                ..Default::default()
+            },
+            launch,
+        )
+    }
 
     /// Takes back a task from its checkpoint: only the very process that was started
     /// (same pid *and* start time: a reused pid is refused), or one whose shim recorded
-    /// how it ended meanwhile (then `wait` returns that at once). Defaults to `adopt`.
+    /// how it ended meanwhile (then `wait` returns that at once).
     fn adopt_checkpointed(
         &self,
         checkpoint: &Checkpointed,
         launch: &Launch,
-    ) -> Option<Box<dyn Running>> {
-        self.adopt(checkpoint.pid, launch)
-    }
+    ) -> Option<Box<dyn Running>>;
 }
 
 /// What a checkpoint remembers of a started task, to take it back after a restart.
@@ -314,16 +321,6 @@ impl Driver for Drivers {
 
     async fn start(&self, launch: &Launch) -> Result<Box<dyn Running>, DriverError> {
         self.pick(launch)?.start(launch).await
-    }
-
-    fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>> {
-        self.adopt_checkpointed(
-            &Checkpointed {
-                pid,
-                ..Default::default()
-            },
-            launch,
-        )
     }
 
     /// An orphan's launch has no container: it may be a container (runc knows it by

@@ -205,14 +205,6 @@ impl Driver for ProcessDriver {
         }))
     }
 
-    fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>> {
-        let checkpoint = Checkpointed {
-            pid,
-            ..Default::default()
-        };
-        self.adopt_checkpointed(&checkpoint, launch)
-    }
-
     fn adopt_checkpointed(
         &self,
         checkpoint: &Checkpointed,

@@ -530,16 +530,6 @@ impl Driver for RuncDriver {
         Ok(Box::new(RuncHandle::new(ctx, pid, proc, oom, subscribed)))
     }
 
-    fn adopt(&self, pid: i32, launch: &Launch) -> Option<Box<dyn Running>> {
-        self.adopt_checkpointed(
-            &Checkpointed {
-                pid,
-                ..Default::default()
-            },
-            launch,
-        )
-    }
-
     fn adopt_checkpointed(
         &self,
         checkpoint: &Checkpointed,
