@@ -144,3 +144,58 @@ fn an_unplaceable_instance_says_why_in_status_and_events() {
         "the tasks to go",
     );
 }
+
+/// A fixed `hostPort` is bound exactly (the task answers on it), and a second App asking
+/// for the same port on the one node is told the port is in use.
+#[test]
+fn a_fixed_host_port_is_bound_exactly_and_a_second_claim_says_it_is_in_use() {
+    let c = Cluster::full();
+    // A free port outside the agent's dynamic range.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let fixed = APP.replace("instances: 2", "instances: 1").replace(
+        "    - name: http\n",
+        &format!("    - name: http\n      hostPort: {port}\n"),
+    );
+    let f = c.write("fixed.yaml", &fixed);
+    c.ok(&["apply", "-f", f.to_str().expect("utf-8")]);
+    wait_for(
+        || field(&c, "app", "web", "{.status.healthy}") == "1",
+        "the instance on the fixed port to be healthy",
+    );
+    let bound = c.kubectl(&[
+        "get",
+        "tasks",
+        "-o",
+        "jsonpath={.items[*].spec.ports[0].hostPort}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&bound.stdout), port.to_string());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .expect("send");
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("hello"), "{reply}");
+    // The same port again, and no hostname rule: only the port stands in the way.
+    let again = c.write(
+        "again.yaml",
+        &fixed
+            .replace("name: web", "name: again")
+            .replace("  constraints:\n    - [hostname, UNIQUE]\n", ""),
+    );
+    c.ok(&["apply", "-f", again.to_str().expect("utf-8")]);
+    wait_for(
+        || {
+            field(
+                &c,
+                "app",
+                "again",
+                "{.status.conditions[?(@.type==\"Scheduled\")].message}",
+            ) == format!("0/1 nodes: 1 port {port} in use")
+        },
+        "the port conflict in status",
+    );
+}

@@ -20,8 +20,6 @@ use serde_json::{json, Value};
 
 use crate::allocator::filter::NamedConstraint;
 use crate::allocator::inventory::{Amounts, Inventory, NodeState};
-use crate::allocator::placement::{place, Request};
-use crate::allocator::score::Strategy;
 use crate::controllers::deploy;
 use crate::controllers::events::{record, Involved};
 use crate::controllers::writes::{create_all, write_status};
@@ -456,43 +454,44 @@ fn plan(
     missing: usize,
     ctx: &AppsContext,
 ) -> Result<(Vec<(String, Value)>, Option<String>), AppsError> {
-    let mut inv = inventory(ctx);
-    // The App's rules and the required rules of the Constraint objects selecting it
-    // (preferred ones need a scoring stage the placement Request does not have yet).
+    let inv = inventory(ctx);
+    // The App's rules, and the Constraint objects selecting it: required ones filter,
+    // preferred ones score. Fixed host ports (non-zero hostPort) are placed exactly.
     let objects = ctx.constraints.list();
-    let (constraints, _preferred): (Vec<NamedConstraint>, _) =
+    let (required, preferred): (Vec<NamedConstraint>, Vec<NamedConstraint>) =
         crate::allocator::constraint_objects::constraints_for(app, objects.iter().map(|c| &**c))
             .map_err(|e| AppsError::Constraints(e.to_string()))?;
     let want = amounts(&app.spec.resources);
-    let mut placed: Vec<usize> = active
+    let placed: Vec<usize> = active
         .iter()
         .filter_map(|t| t.spec.node_name.as_deref().and_then(|n| inv.position(n)))
         .collect();
+    let (planned, inv, why) = crate::allocator::plan_instances(
+        inv,
+        &required,
+        &preferred,
+        want,
+        &app.spec.ports,
+        &placed,
+        missing,
+    );
     let mut used_instances: BTreeSet<i32> = active.iter().filter_map(|t| t.spec.instance).collect();
     let version = template_version(app);
     let task_info = info("Task")?;
     let mut out = Vec::new();
-    for _ in 0..missing {
-        let req = Request {
-            resources: want,
-            ports: app.spec.ports.len(),
-            constraints: &constraints,
-            placed: placed.iter().map(|&i| &inv.nodes[i]).collect(),
-            strategy: Strategy::Spread,
-        };
-        let i = match place(&inv, &req) {
-            Ok(i) => i,
-            Err(why) => return Ok((out, Some(why.to_string()))),
-        };
-        let Some(host_ports) = inv.nodes[i].ports.take(app.spec.ports.len()) else {
-            return Ok((out, Some("insufficient ports".into())));
-        };
-        inv.bind(i, &want, &[]);
-        placed.push(i);
+    for p in planned {
         let instance = (0..).find(|n| !used_instances.contains(n)).unwrap_or(0);
         used_instances.insert(instance);
-        let node = inv.nodes[i].name.clone();
-        let task = task_for(app, namespace, name, instance, &node, &host_ports, &version);
+        let node = inv.nodes[p.node].name.clone();
+        let task = task_for(
+            app,
+            namespace,
+            name,
+            instance,
+            &node,
+            &p.host_ports,
+            &version,
+        );
         let task_name = task["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -502,7 +501,7 @@ fn plan(
             task,
         ));
     }
-    Ok((out, None))
+    Ok((out, why))
 }
 
 /// A short hash of the task template: tasks of an older version get replaced on upgrade.
