@@ -37,6 +37,27 @@ struct Owner {
     finalizers: Vec<String>,
 }
 
+impl Owner {
+    /// The owner stored at `key` as `v`.
+    fn from_object(key: String, v: &Value) -> Owner {
+        Owner {
+            key,
+            uid: str_of(v, "/metadata/uid").to_string(),
+            deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
+            finalizers: v
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Runs forever, one pass a second.
 pub async fn run(store: Arc<dyn Store>, tasks: Reader<Task>) {
     loop {
@@ -63,25 +84,7 @@ async fn owners(store: &Arc<dyn Store>) -> Result<HashMap<String, Owner>, StoreE
             let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
                 continue;
             };
-            let finalizers = v
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.insert(
-                kv.key.clone(),
-                Owner {
-                    key: kv.key,
-                    uid: str_of(&v, "/metadata/uid").to_string(),
-                    deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
-                    finalizers,
-                },
-            );
+            out.insert(kv.key.clone(), Owner::from_object(kv.key, &v));
         }
     }
     Ok(out)
@@ -188,21 +191,7 @@ async fn confirm(store: &Arc<dyn Store>, k: &str) -> Result<Option<Owner>, Store
         return Ok(None);
     };
     let v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-    Ok(Some(Owner {
-        key: k.to_string(),
-        uid: str_of(&v, "/metadata/uid").to_string(),
-        deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
-        finalizers: v
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }))
+    Ok(Some(Owner::from_object(k.to_string(), &v)))
 }
 
 /// Deletes the object at `k` as the API server would: an object with finalizers only

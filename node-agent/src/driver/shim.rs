@@ -258,31 +258,26 @@ pub async fn spawn(shim_exe: &Path, spec: &ShimSpec) -> Result<ShimHandle, Drive
         .and_then(|id| i32::try_from(id).ok())
         .unwrap_or(0);
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    let result = loop {
+    // The shim says how the start went in task.pid or start-error.json; read both once
+    // per turn, after checking whether it exited (it may write either just before).
+    let settled = || -> Option<Result<ShimHandle, DriverError>> {
         if let Some(record) = read_pid(dir) {
-            break Ok(ShimHandle {
+            return Some(Ok(ShimHandle {
                 shim_pid,
                 task_pid: record.pid,
                 task_start_time: record.start_time,
                 state_dir: dir.clone(),
-            });
+            }));
         }
-        if let Some(error) = read_json::<StartError>(&dir.join(START_ERROR_FILE)) {
-            break Err(error.into_driver_error());
+        read_json::<StartError>(&dir.join(START_ERROR_FILE))
+            .map(|error| Err(error.into_driver_error()))
+    };
+    let result = loop {
+        let exited = child.try_wait().ok().flatten();
+        if let Some(outcome) = settled() {
+            break outcome;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            // It may have written task.pid just before exiting.
-            if let Some(record) = read_pid(dir) {
-                break Ok(ShimHandle {
-                    shim_pid,
-                    task_pid: record.pid,
-                    task_start_time: record.start_time,
-                    state_dir: dir.clone(),
-                });
-            }
-            if let Some(error) = read_json::<StartError>(&dir.join(START_ERROR_FILE)) {
-                break Err(error.into_driver_error());
-            }
+        if let Some(status) = exited {
             let tail = log_tail(&log_path);
             break Err(DriverError::Spawn {
                 command: program.clone(),
