@@ -3,20 +3,25 @@
 #
 #   ensure_deps build      protoc (etcd-client's build)
 #   ensure_deps runtime    runc, busybox-static (the agent's drivers and test rootfs)
-#   ensure_deps test       etcd (store conformance suite, benchmarks)
+#   ensure_deps test       etcd (store conformance suite, benchmarks), dockerd (the
+#                          docker driver's tests), docker-registry and skopeo (a real
+#                          registry the runc driver pulls from in tests)
 
 declare -A DROVER_PKG_FOR=(
   [protoc]=protobuf-compiler
   [etcd]=etcd-server
   [runc]=runc
   [busybox]=busybox-static
+  [dockerd]=docker.io
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
 )
 
 deps_for() {
   case "$1" in
     build) echo protoc ;;
     runtime) echo runc busybox ;;
-    test) echo etcd ;;
+    test) echo etcd dockerd docker-registry skopeo ;;
     *) echo "deps.sh: unknown dependency group '$1'" >&2; return 2 ;;
   esac
 }
