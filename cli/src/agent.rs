@@ -46,6 +46,24 @@ pub struct AgentArgs {
     /// Seconds between heartbeats (keep it well under the server's node lease).
     #[arg(long, default_value_t = 5.0)]
     heartbeat_seconds: f64,
+    /// CPUs to advertise instead of the detected ones (e.g. to build a small test
+    /// cluster of several agents on one machine).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory in MiB to advertise instead of the detected memory.
+    #[arg(long)]
+    mem_mib: Option<i64>,
+    /// The Docker daemon for the `docker` driver, `unix:///PATH`: advertised only when
+    /// it answers `/_ping` at start.
+    #[arg(long, value_name = "URL", default_value = drover_agent::driver::docker::DEFAULT_HOST)]
+    docker_host: String,
+    /// A registry (`HOST:PORT`, or `HOST` for any port) pulled from over plain HTTP
+    /// (repeatable); loopback registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// A docker config.json with basic credentials per registry (`auths`).
+    #[arg(long, value_name = "FILE")]
+    registry_auth: Option<PathBuf>,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -65,6 +83,18 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         anyhow::bail!("--heartbeat-seconds must be a positive number of seconds");
     }
     config.heartbeat_interval = std::time::Duration::from_secs_f64(args.heartbeat_seconds);
+    if let Some(cpus) = args.cpus {
+        if !(cpus.is_finite() && cpus > 0.0) {
+            anyhow::bail!("--cpus must be a positive number, not {cpus}");
+        }
+        config.cpus = Some(cpus);
+    }
+    if let Some(mem) = args.mem_mib {
+        if mem <= 0 {
+            anyhow::bail!("--mem-mib must be a positive number of MiB, not {mem}");
+        }
+        config.mem_mib = Some(mem);
+    }
     config.port_range.begin = args.port_range.0;
     config.port_range.end = args.port_range.1;
     for a in &args.attributes {
@@ -72,6 +102,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             parse_attribute(a).with_context(|| format!("--attribute {a:?}: expected k=v"))?;
         config.attributes.insert(k, v);
     }
+    let registries = drover_agent::driver::oci::registry::RegistrySettings {
+        insecure: args.insecure_registries,
+        auth_file: args.registry_auth,
+    };
+    registries.validate().map_err(anyhow::Error::msg)?;
+    drover_agent::driver::oci::registry::configure(registries);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +122,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             Arc::new(ProcessDriver::new(config.shim_exe.clone())),
             &config.data_dir,
         );
+        let drivers = drover_agent::driver::docker::with_docker(drivers, &args.docker_host).await;
         let logs = drover_agent::logserver::LogAuth::for_connection(&connection, client.clone());
         let agent = Agent::new(config, client, drivers).serve_logs(args.listen, logs);
         println!("drover agent: serving node {node}");

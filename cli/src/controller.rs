@@ -17,6 +17,14 @@ pub struct ControllerArgs {
     /// Name of this process in the leader lease (default: controller-HOST-PID).
     #[arg(long)]
     identity: Option<String>,
+    /// Serve the external-framework (Mesos v1 scheduler style) API on this loopback
+    /// address while leading (default: off). See docs/frameworks.md.
+    #[arg(long, value_name = "ADDR")]
+    scheduler_listen: Option<std::net::SocketAddr>,
+    /// Bearer token of the scheduler API (default: a random one); written to
+    /// DATA_DIR/scheduler-token either way.
+    #[arg(long, env = "DROVER_SCHEDULER_TOKEN", hide_env_values = true)]
+    scheduler_token: Option<String>,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
@@ -34,6 +42,15 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             )
         });
         let stop = crate::signals::stop_signal()?;
+        if let Some(addr) = args.scheduler_listen {
+            let token_file = args.data_dir.join("scheduler-token");
+            let bound = drover_controller::framework::prepare(addr, args.scheduler_token.clone(), &token_file)
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "drover controller: scheduler API http://{bound}/api/v1/scheduler while leading (token in {})",
+                token_file.display()
+            );
+        }
         println!(
             "drover controller: {identity} on the {:?} store, waiting for the leader lease",
             args.backend.store

@@ -39,6 +39,10 @@ pub struct UpArgs {
     /// Host ports the local agent offers to tasks, `BEGIN-END`.
     #[arg(long, value_name = "BEGIN-END", default_value = "31000-32000", value_parser = crate::agent::parse_port_range)]
     port_range: (i32, i32),
+    /// Loopback address of the external-framework (Mesos v1 scheduler style) API; its
+    /// URL goes to DATA_DIR/scheduler-url, its token to DATA_DIR/scheduler-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    scheduler_listen: SocketAddr,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -83,6 +87,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         println!("drover up: press Ctrl-C to stop");
+        if !args.no_controllers {
+            let token_file = data_dir.join("scheduler-token");
+            let bound = drover_controller::framework::prepare(args.scheduler_listen, None, &token_file)
+                .map_err(anyhow::Error::msg)?;
+            let url = format!("http://{bound}/api/v1/scheduler");
+            std::fs::write(data_dir.join("scheduler-url"), &url).context("writing scheduler-url")?;
+            println!("drover up: framework scheduler API {url} (token in {})", token_file.display());
+        }
         let store: Arc<dyn Store> = Arc::new(store);
         let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -157,6 +169,12 @@ async fn local_agent(
         )),
         &config.data_dir,
     );
+    // Docker where a daemon answers on its default socket; otherwise not advertised.
+    let drivers = drover_agent::driver::docker::with_docker(
+        drivers,
+        drover_agent::driver::docker::DEFAULT_HOST,
+    )
+    .await;
     let logs = drover_agent::logserver::LogAuth::for_connection(&connection, client.clone());
     let agent = drover_agent::Agent::new(config, client, drivers)
         .serve_logs(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), logs);

@@ -6,4 +6,5 @@ pub mod apiserver;
 pub mod bench;
 pub mod controllers;
 pub mod fingerprint;
+pub mod framework;
 pub mod runtime;

@@ -126,6 +126,13 @@ impl Agent {
         if let Some(logs) = logs {
             logs.abort();
         }
+        // The runners stop watching with the agent (the tasks run on, for the next agent
+        // to adopt): a runner left behind in this process would see a task killed after
+        // the agent stopped (e.g. by whoever stopped it) and misreport it as ended while
+        // nobody watched.
+        for (_, s) in self.tasks.drain() {
+            s.done.abort();
+        }
         tracing::info!(node = %self.config.node_name, "agent stopping; tasks keep running");
         Ok(())
     }

@@ -28,6 +28,11 @@ pub struct AgentConfig {
     /// The executable drivers run as a task's shim (`<shim_exe> shim --spec …`):
     /// by default this very executable, `drover`.
     pub shim_exe: PathBuf,
+    /// CPUs to advertise instead of the detected ones (`--cpus`): several agents on one
+    /// machine can then form a small cluster of known size.
+    pub cpus: Option<f64>,
+    /// Memory in MiB to advertise instead of the detected memory (`--mem-mib`).
+    pub mem_mib: Option<i64>,
 }
 
 impl AgentConfig {
@@ -49,6 +54,8 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(5),
             daemon_endpoint: None,
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("drover")),
+            cpus: None,
+            mem_mib: None,
         }
     }
 

@@ -69,9 +69,10 @@ pub fn node_spec(config: &AgentConfig) -> NodeSpec {
 /// The Node status: capacity (= allocatable), Ready, heartbeat, drivers.
 pub fn node_status(config: &AgentConfig, capacity: &Capacity, ready_since: &Time) -> NodeStatus {
     let now = time_from_chrono(Utc::now());
+    // `--cpus` / `--mem-mib` override what was detected.
     let resources = NodeResources {
-        cpus: capacity.cpus,
-        mem_mib: capacity.mem_mib,
+        cpus: config.cpus.unwrap_or(capacity.cpus),
+        mem_mib: config.mem_mib.unwrap_or(capacity.mem_mib),
         disk_mib: capacity.disk_mib,
         gpus: 0,
         ports: vec![config.port_range],
@@ -113,6 +114,13 @@ fn advertised_drivers() -> Vec<DriverInfo> {
         drivers.push(DriverInfo {
             name: "runc".into(),
             version: version.clone(),
+        });
+    }
+    // `docker` when the agent found a daemon at its --docker-host (`driver::docker`).
+    if let Some(version) = crate::driver::docker::advertised() {
+        drivers.push(DriverInfo {
+            name: "docker".into(),
+            version,
         });
     }
     drivers
@@ -161,28 +169,92 @@ pub async fn register(
     Ok(ready_since)
 }
 
-/// Writes the whole Node status (also the heartbeat).
+/// Writes the whole Node status (also the heartbeat). A merge patch replaces
+/// `status.conditions` whole, so the conditions other writers own (the nodes
+/// controller's `Maintenance`, …) are read first and written back unchanged; the patch
+/// carries the resourceVersion read, and a conflict (someone wrote in between) reads
+/// again.
 pub async fn write_status(
     client: &Client,
     config: &AgentConfig,
     capacity: &Capacity,
     ready_since: &Time,
 ) -> Result<(), Error> {
-    let status = node_status(config, capacity, ready_since);
-    let body = serde_json::json!({ "status": status });
-    nodes(client)
-        .patch_status(
-            &config.node_name,
-            &PatchParams::default(),
-            &Patch::Merge(&body),
-        )
-        .await?;
-    Ok(())
+    let api = nodes(client);
+    let mut attempt = 0;
+    loop {
+        let current = api.get(&config.node_name).await?;
+        let mut status =
+            serde_json::to_value(node_status(config, capacity, ready_since)).map_err(|source| {
+                Error::Decode {
+                    what: "the Node status".into(),
+                    source,
+                }
+            })?;
+        keep_foreign_conditions(&mut status, &current.data["status"]["conditions"]);
+        let body = serde_json::json!({
+            "metadata": { "resourceVersion": current.metadata.resource_version },
+            "status": status,
+        });
+        match api
+            .patch_status(
+                &config.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 5 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Appends to `status.conditions` the conditions in `current` (the stored Node's) of
+/// types the agent does not write.
+fn keep_foreign_conditions(status: &mut serde_json::Value, current: &serde_json::Value) {
+    let Some(conditions) = status
+        .get_mut("conditions")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    let type_of = |c: &serde_json::Value| c.get("type").and_then(|t| t.as_str()).map(String::from);
+    let ours: Vec<Option<String>> = conditions.iter().map(type_of).collect();
+    let foreign = current
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| !ours.contains(&type_of(c)))
+        .cloned();
+    conditions.extend(foreign.collect::<Vec<_>>());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agent_keeps_conditions_it_does_not_write() {
+        let mut status = serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "True"}]
+        });
+        let stored = serde_json::json!([
+            {"type": "Ready", "status": "False", "reason": "NodeHeartbeatLost"},
+            {"type": "Maintenance", "status": "True", "reason": "MaintenanceWindow"}
+        ]);
+        keep_foreign_conditions(&mut status, &stored);
+        assert_eq!(
+            status["conditions"],
+            serde_json::json!([
+                {"type": "Ready", "status": "True"},
+                {"type": "Maintenance", "status": "True", "reason": "MaintenanceWindow"}
+            ])
+        );
+        keep_foreign_conditions(&mut status, &serde_json::Value::Null);
+        assert_eq!(status["conditions"].as_array().map(Vec::len), Some(2));
+    }
 
     #[test]
     fn mem_total_is_read_from_meminfo() {
@@ -216,5 +288,22 @@ mod tests {
         let spec = node_spec(&config);
         assert_eq!(spec.attributes.get("rack").map(String::as_str), Some("r1"));
         assert_eq!(spec.hostname.as_deref(), Some("h1"));
+        assert_eq!((s.allocatable.cpus, s.allocatable.mem_mib), (2.0, 1024));
+    }
+
+    #[test]
+    fn cpus_and_memory_can_be_overridden() {
+        let mut config = AgentConfig::new("n1", "h1", "/tmp".into());
+        config.cpus = Some(4.0);
+        config.mem_mib = Some(4096);
+        let cap = Capacity {
+            cpus: 2.0,
+            mem_mib: 1024,
+            disk_mib: 2048,
+        };
+        let s = node_status(&config, &cap, &time_from_chrono(Utc::now()));
+        assert_eq!((s.capacity.cpus, s.capacity.mem_mib), (4.0, 4096));
+        assert_eq!((s.allocatable.cpus, s.allocatable.mem_mib), (4.0, 4096));
+        assert_eq!(s.allocatable.disk_mib, 2048);
     }
 }

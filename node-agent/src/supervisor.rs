@@ -10,7 +10,9 @@ use drover_api::kinds::task::TaskPhase;
 use tokio::sync::watch;
 
 use crate::driver::{Checkpointed, Driver, DriverError, Exit, Launch, Running};
-use crate::health::{ExecContext, HealthMonitor, HealthState, MonitorHandle, TaskTarget};
+use crate::health::{
+    ExecContext, HealthMonitor, HealthState, InContainer, MonitorHandle, TaskTarget,
+};
 use crate::lifecycle::{Checkpoints, SampledUsage, TaskState};
 use crate::status::StatusReporter;
 
@@ -138,8 +140,17 @@ async fn start(
         tracing::warn!(%error, "cannot start");
         return None;
     }
-    ctx.record(state).await;
-    match ctx.driver.start(launch).await {
+    // `Starting` is checkpointed before the driver runs, and reported while it runs
+    // (not before: one API round trip less on the way to `Running`; the report is
+    // awaited before any later one, so they arrive in order).
+    ctx.save(state);
+    let starting = {
+        let (reporter, snapshot) = (ctx.reporter.clone(), state.clone());
+        tokio::spawn(async move { reporter.report_with_retries(&snapshot).await })
+    };
+    let started = ctx.driver.start(launch).await;
+    let _ = starting.await;
+    match started {
         Ok(running) => {
             state.pid = Some(running.pid());
             state.shim_pid = running.shim_pid();
@@ -180,7 +191,7 @@ async fn supervise(
     let (monitor, mut health) = if state.kill_requested {
         (None, None)
     } else {
-        match start_monitor(state, launch) {
+        match start_monitor(state, launch, running.exec_in()) {
             Some((handle, rx)) => (Some(handle), Some(rx)),
             None => (None, None),
         }
@@ -299,6 +310,7 @@ fn initial_health(state: &mut TaskState, launch: &Launch) {
 fn start_monitor(
     state: &mut TaskState,
     launch: &Launch,
+    container: Option<InContainer>,
 ) -> Option<(MonitorHandle, watch::Receiver<HealthState>)> {
     if launch.health_checks.is_empty() && launch.readiness_checks.is_empty() {
         return None;
@@ -317,6 +329,7 @@ fn start_monitor(
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| launch.sandbox.clone()),
         env: launch.process_environment(),
+        container,
     };
     let started = started_instant(state.started_at);
     match HealthMonitor::new(
@@ -460,7 +473,7 @@ mod tests {
         assert_eq!(state.healthy, None);
         assert_eq!(state.ready, Some(true));
         assert_eq!(state.consecutive_health_failures, None);
-        assert!(start_monitor(&mut state, &launch).is_none());
+        assert!(start_monitor(&mut state, &launch, None).is_none());
         assert_eq!(state.message, None);
     }
 
@@ -526,7 +539,7 @@ mod tests {
     fn a_check_that_cannot_be_built_is_reported_not_run() {
         let mut state = TaskState::default();
         let launch = launch_with(vec![http_check("admin")], vec![]);
-        assert!(start_monitor(&mut state, &launch).is_none());
+        assert!(start_monitor(&mut state, &launch, None).is_none());
         let message = state.message.unwrap_or_default();
         assert!(
             message.starts_with("health checks not run: healthChecks[0]: no port named \"admin\""),

@@ -1,9 +1,16 @@
 //! The etcd backend: the same contract on a real etcd 3.4+ through `etcd-client`.
+//!
+//! Response size: gRPC clients refuse messages over 4 MiB by default, and one range
+//! response holds a whole list — a few thousand Tasks are more than that. The clients
+//! here accept what etcd sends at most (its server limit is 2 GiB), and a list without
+//! a limit is read in pages of [`LIST_PAGE`] keys at one revision (halved when a page
+//! is still too large), so no single response has to hold all of it.
 
 use async_trait::async_trait;
 use etcd_client::{
     Client, CompactionOptions, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType,
-    GetOptions, PutOptions, Txn as EtcdTxn, TxnOp, WatchOptions,
+    GetOptions, GetResponse, KvClient, PutOptions, Txn as EtcdTxn, TxnOp, WatchClient,
+    WatchOptions,
 };
 use futures::StreamExt;
 
@@ -15,10 +22,19 @@ use crate::kv::{
 };
 use crate::store::Store;
 
+/// The largest response the clients decode: what etcd's gRPC server sends at most
+/// (`math.MaxInt32`); tonic's default is 4 MiB.
+pub const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+/// Keys per range request of a list without a limit.
+pub const LIST_PAGE: i64 = 1000;
+
 /// A store on etcd. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    kv: KvClient,
+    watch: WatchClient,
 }
 
 impl EtcdStore {
@@ -27,8 +43,77 @@ impl EtcdStore {
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_timeout(std::time::Duration::from_secs(30));
         let client = Client::connect(endpoints, Some(opts)).await?;
-        Ok(EtcdStore { client })
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let watch = client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        Ok(EtcdStore { client, kv, watch })
     }
+
+    fn kv(&self) -> KvClient {
+        self.kv.clone()
+    }
+
+    /// One range request from `start` to the end of `prefix`.
+    async fn range(
+        &self,
+        prefix: &str,
+        start: &str,
+        limit: i64,
+        revision: Revision,
+    ) -> Result<GetResponse, etcd_client::Error> {
+        let mut get = GetOptions::new().with_range(prefix_end(prefix.as_bytes()));
+        if limit > 0 {
+            get = get.with_limit(limit);
+        }
+        if revision > 0 {
+            get = get.with_revision(revision);
+        }
+        self.kv().get(start, Some(get)).await
+    }
+
+    /// Every key under `prefix` from `start`, at `revision` (0: now), page by page at
+    /// the revision of the first one. Returns the items and that revision.
+    async fn range_all(
+        &self,
+        prefix: &str,
+        start: &str,
+        revision: Revision,
+    ) -> StoreResult<(Vec<KeyValue>, Revision)> {
+        let mut items = Vec::new();
+        let mut at = revision;
+        let mut from = start.to_string();
+        let mut page = LIST_PAGE;
+        loop {
+            let resp = match self.range(prefix, &from, page, at).await {
+                Ok(resp) => resp,
+                Err(e) if too_large(&e) && page > 1 => {
+                    page = (page / 2).max(1);
+                    tracing::debug!(prefix, page, "etcd range response too large; smaller pages");
+                    continue;
+                }
+                Err(e) => return Err(classify(e, at)),
+            };
+            if at == 0 {
+                at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            items.extend(resp.kvs().iter().map(to_kv));
+            match items.last() {
+                // The next key after the last one.
+                Some(last) if resp.more() => from = format!("{}\0", last.key),
+                _ => return Ok((items, at)),
+            }
+        }
+    }
+}
+
+/// A response over a message size limit: ours ("decoded message length too large")
+/// or the server's ("trying to send message larger than max").
+fn too_large(e: &etcd_client::Error) -> bool {
+    let text = e.to_string();
+    text.contains("message length too large") || text.contains("message larger than max")
 }
 
 fn to_kv(kv: &etcd_client::KeyValue) -> KeyValue {
@@ -66,7 +151,7 @@ fn classify(e: etcd_client::Error, requested: Revision) -> StoreError {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
-        let resp = self.client.kv_client().get(key, None).await?;
+        let resp = self.kv().get(key, None).await?;
         Ok(resp.kvs().first().map(to_kv))
     }
 
@@ -78,18 +163,17 @@ impl Store for EtcdStore {
             }
             None => (opts.revision.unwrap_or(0), prefix.to_string()),
         };
-        let mut get = GetOptions::new().with_range(prefix_end(prefix.as_bytes()));
-        if opts.limit > 0 {
-            // One extra tells whether a next page exists.
-            get = get.with_limit(opts.limit as i64 + 1);
+        if opts.limit == 0 {
+            let (items, revision) = self.range_all(prefix, &start, at).await?;
+            return Ok(ListPage {
+                items,
+                revision,
+                continue_token: None,
+            });
         }
-        if at > 0 {
-            get = get.with_revision(at);
-        }
+        // One extra tells whether a next page exists.
         let resp = self
-            .client
-            .kv_client()
-            .get(start, Some(get))
+            .range(prefix, &start, opts.limit as i64 + 1, at)
             .await
             .map_err(|e| classify(e, at))?;
         let revision = if at > 0 {
@@ -138,8 +222,7 @@ impl Store for EtcdStore {
             })
             .collect();
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(EtcdTxn::new().when(compares).and_then(ops))
             .await
             .map_err(|e| match classify(e, 0) {
@@ -169,7 +252,7 @@ impl Store for EtcdStore {
         if from_revision > 0 {
             opts = opts.with_start_revision(from_revision);
         }
-        let (watcher, stream) = self.client.watch_client().watch(prefix, Some(opts)).await?;
+        let (watcher, stream) = self.watch.clone().watch(prefix, Some(opts)).await?;
         // The watcher must live as long as the stream: dropping it cancels the watch.
         let events = futures::stream::unfold(
             (watcher, stream, false),
@@ -233,8 +316,7 @@ impl Store for EtcdStore {
             });
         }
         match self
-            .client
-            .kv_client()
+            .kv()
             .compact(revision, Some(CompactionOptions::new().with_physical()))
             .await
         {
@@ -252,8 +334,7 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> StoreResult<Revision> {
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get("\0", Some(GetOptions::new().with_count_only()))
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))

@@ -196,6 +196,13 @@ impl DroverKind for Node {
             description: "Memory capacity in MiB",
             priority: 0,
         },
+        PrinterColumn {
+            name: "Maintenance",
+            type_: "string",
+            json_path: ".status.conditions[?(@.type==\"Maintenance\")].message",
+            description: "Open maintenance window: its reason and end",
+            priority: 0,
+        },
         AGE_COLUMN,
         PrinterColumn {
             name: "Unschedulable",

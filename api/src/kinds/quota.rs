@@ -44,6 +44,10 @@ pub struct QuotaSpec {
     /// Resources the role may never exceed (unset = unlimited).
     #[serde(default)]
     pub limit: Resources,
+    /// Weight of the role in weighted DRF (unset = 1): weight 2 → about twice the
+    /// dominant share of a weight-1 role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
 }
 
 /// Observed state of a Quota.
@@ -117,6 +121,9 @@ impl Validate for Quota {
             .validate_amounts_into(&spec.child("guarantee"), &mut errors);
         s.limit
             .validate_amounts_into(&spec.child("limit"), &mut errors);
+        if s.weight.is_some_and(|w| !(w.is_finite() && w > 0.0)) {
+            errors.invalid(&spec.child("weight"), "must be a positive number");
+        }
         let g = &s.guarantee;
         let l = &s.limit;
         let above = |g: Option<f64>, l: Option<f64>| matches!((g, l), (Some(g), Some(l)) if g > l);

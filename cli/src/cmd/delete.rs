@@ -1,9 +1,14 @@
 //! `drover delete KIND NAME…` / `KIND/NAME…`: deletes each object and, with
 //! `--wait` (the default), waits until a watch sees it DELETED or a GET answers 404.
+//! `--cascade=background|foreground|orphan` is kubectl's flag: the DeleteOptions'
+//! propagationPolicy (background: the object goes now, the garbage collector deletes
+//! its dependents after; foreground: dependents first, then the object; orphan: the
+//! dependents stay, without their ownerReference).
 
 use std::time::Duration;
 
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 use crate::client::resources::{quoted_ref, select_named, Scope};
 use crate::client::{is_not_found, ApiError, Client};
@@ -25,6 +30,53 @@ pub struct DeleteArgs {
     /// Succeed for objects that do not exist.
     #[arg(long)]
     ignore_not_found: bool,
+    /// What happens to the dependents (an App's Tasks): background, foreground or orphan.
+    #[arg(long, value_enum, default_value_t = Cascade::Background, value_name = "POLICY")]
+    cascade: Cascade,
+}
+
+/// kubectl's `--cascade`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cascade {
+    /// The object goes now; its dependents are deleted after it.
+    Background,
+    /// The dependents are deleted first, then the object.
+    Foreground,
+    /// The dependents stay, without their owner reference.
+    Orphan,
+}
+
+impl Cascade {
+    /// The DeleteOptions `propagationPolicy`.
+    fn policy(self) -> &'static str {
+        match self {
+            Cascade::Background => "Background",
+            Cascade::Foreground => "Foreground",
+            Cascade::Orphan => "Orphan",
+        }
+    }
+}
+
+/// DELETE with DeleteOptions asking for `cascade`.
+async fn delete_with(
+    client: &Client,
+    path: &str,
+    cascade: Cascade,
+) -> anyhow::Result<crate::client::http::Answer> {
+    let options = json!({
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "propagationPolicy": cascade.policy(),
+    });
+    client
+        .request(
+            Method::DELETE,
+            path,
+            &[],
+            "application/json",
+            Some(("application/json", serde_json::to_vec(&options)?)),
+        )
+        .await
 }
 
 pub fn run(args: DeleteArgs) -> anyhow::Result<()> {
@@ -38,7 +90,7 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     for (info, name) in &named.objects {
         let scope = Scope::new(info, Some(client.namespace.as_str()));
         let path = scope.item(name);
-        let answer = match client.delete(&path).await {
+        let answer = match delete_with(&client, &path, args.cascade).await {
             Ok(answer) => answer,
             Err(e) if is_not_found(&e) && args.ignore_not_found => continue,
             Err(e) => {

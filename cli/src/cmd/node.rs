@@ -1,4 +1,4 @@
-//! `drover node cordon|uncordon|drain NAME`.
+//! `drover node cordon|uncordon|drain|maintenance NAME`.
 //!
 //! cordon / uncordon set `spec.unschedulable` (the allocator places nothing new on a
 //! cordoned node). drain cordons, then moves the node's tasks one App at a time: it
@@ -6,11 +6,16 @@
 //! elsewhere first, killing a drained task only while the App keeps
 //! `minimumHealthCapacity × instances` healthy (controllers/drain.rs). Progress is
 //! printed live ("draining node n1: 3/5 tasks moved").
+//!
+//! maintenance adds a window to `spec.maintenance` (`--start now|RFC3339 --duration
+//! 1h [--reason TEXT]`) or clears them all (`--clear`); the nodes controller drains the
+//! node when the window opens and keeps it unschedulable until it closes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde_json::{json, Value};
 
 use crate::client::http::MERGE_PATCH;
@@ -56,6 +61,26 @@ enum NodeVerb {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Schedule a maintenance window (the node is drained when it opens and takes no
+    /// tasks until it ends), or clear the node's windows.
+    Maintenance {
+        /// The Node.
+        name: String,
+        /// When the window opens: `now` or an RFC 3339 time (2026-12-01T08:00:00Z).
+        #[arg(long, default_value = "now", conflicts_with = "clear")]
+        start: String,
+        /// How long it lasts (30m, 1h, …; whole seconds).
+        #[arg(long, value_parser = parse_duration, required_unless_present = "clear", conflicts_with = "clear")]
+        duration: Option<Duration>,
+        /// Why (shown in the node's Maintenance condition).
+        #[arg(long, conflicts_with = "clear")]
+        reason: Option<String>,
+        /// Remove every maintenance window of the node.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -75,6 +100,28 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 force,
                 connect,
             } => drain(&connect.client()?, &name, timeout, force).await?,
+            NodeVerb::Maintenance {
+                name,
+                start,
+                duration,
+                reason,
+                clear,
+                connect,
+            } => {
+                let client = connect.client()?;
+                if clear {
+                    clear_maintenance(&client, &name).await?;
+                    println!("node/{name} maintenance windows cleared");
+                } else {
+                    let window = Window::parse(&start, duration, reason)?;
+                    add_maintenance(&client, &name, &window).await?;
+                    println!(
+                        "node/{name} maintenance scheduled from {} until {}",
+                        window.start_text(),
+                        window.end_text()
+                    );
+                }
+            }
         }
         Ok(())
     })
@@ -89,6 +136,137 @@ async fn set_unschedulable(client: &Client, node: &str, on: bool) -> anyhow::Res
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => bail!("node {node:?} not found"),
         Err(e) => Err(e).with_context(|| format!("setting spec.unschedulable of node {node:?}")),
+    }
+}
+
+/// A maintenance window to add, as given on the command line.
+#[derive(Debug)]
+struct Window {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    reason: Option<String>,
+}
+
+impl Window {
+    /// `--start now|RFC3339`, `--duration` (whole seconds, at least one).
+    fn parse(
+        start: &str,
+        duration: Option<Duration>,
+        reason: Option<String>,
+    ) -> anyhow::Result<Window> {
+        let start = if start.trim().eq_ignore_ascii_case("now") {
+            Utc::now()
+        } else {
+            DateTime::parse_from_rfc3339(start.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    anyhow!("--start: {start:?} is not \"now\" or an RFC 3339 time like 2026-12-01T08:00:00Z ({e})")
+                })?
+        };
+        // The API keeps whole seconds.
+        let start = start.with_nanosecond(0).unwrap_or(start);
+        let duration = duration.ok_or_else(|| anyhow!("--duration is required"))?;
+        let seconds = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
+        if seconds < 1 {
+            bail!("--duration: must be at least 1s, got {duration:?}");
+        }
+        let end = chrono::Duration::try_seconds(seconds)
+            .and_then(|d| start.checked_add_signed(d))
+            .ok_or_else(|| anyhow!("--duration: {duration:?} is too long"))?;
+        if end <= Utc::now() {
+            bail!(
+                "--start/--duration: the window would end at {}, which is past",
+                end.to_rfc3339_opts(SecondsFormat::Secs, true)
+            );
+        }
+        Ok(Window {
+            start,
+            end,
+            reason: reason.filter(|r| !r.trim().is_empty()),
+        })
+    }
+
+    fn start_text(&self) -> String {
+        self.start.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    fn end_text(&self) -> String {
+        self.end.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut w = json!({"start": self.start_text(), "end": self.end_text()});
+        if let Some(r) = &self.reason {
+            w["reason"] = json!(r);
+        }
+        w
+    }
+}
+
+/// Whether the stored window `w` ends after `now` (windows that are over are dropped
+/// when a new one is added).
+fn still_relevant(w: &Value, now: DateTime<Utc>) -> bool {
+    w.get("end")
+        .and_then(Value::as_str)
+        .and_then(|e| DateTime::parse_from_rfc3339(e).ok())
+        .is_none_or(|e| e.with_timezone(&Utc) > now)
+}
+
+/// Appends `window` to the node's `spec.maintenance`, guarded by the resourceVersion
+/// read (retried on a conflict: the agent writes its Node too).
+async fn add_maintenance(client: &Client, node: &str, window: &Window) -> anyhow::Result<()> {
+    let path = format!("{API}/nodes/{node}");
+    for _ in 0..5 {
+        let current = match client.get(&path, &[]).await {
+            Ok(v) => v,
+            Err(e) if is_not_found(&e) => bail!("node {node:?} not found"),
+            Err(e) => return Err(e).with_context(|| format!("reading node {node:?}")),
+        };
+        let now = Utc::now();
+        let mut windows: Vec<Value> = current
+            .pointer("/spec/maintenance")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| still_relevant(w, now))
+            .collect();
+        windows.push(window.to_json());
+        let version = current
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let patch = json!({
+            "metadata": {"resourceVersion": version},
+            "spec": {"maintenance": windows},
+        });
+        match client.patch(&path, &[], MERGE_PATCH, &patch).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) if is_not_found(&e) => bail!("node {node:?} not found"),
+            Err(e) => {
+                return Err(e).with_context(|| format!("setting spec.maintenance of node {node:?}"))
+            }
+        }
+    }
+    bail!("node {node:?} kept changing while adding the maintenance window; try again")
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::client::ApiError>()
+        .is_some_and(|a| a.code == 409)
+}
+
+/// Removes every maintenance window of the node.
+async fn clear_maintenance(client: &Client, node: &str) -> anyhow::Result<()> {
+    let patch = json!({"spec": {"maintenance": null}});
+    match client
+        .patch(&format!("{API}/nodes/{node}"), &[], MERGE_PATCH, &patch)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => bail!("node {node:?} not found"),
+        Err(e) => Err(e).with_context(|| format!("clearing spec.maintenance of node {node:?}")),
     }
 }
 
@@ -239,5 +417,35 @@ impl<'a> Progress<'a> {
                 self.node, self.total
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_parsed_from_start_and_duration() {
+        let w = Window::parse(
+            "2126-12-01T08:00:00Z",
+            Some(Duration::from_secs(3600)),
+            Some("kernel".into()),
+        )
+        .expect("a window");
+        assert_eq!(w.start_text(), "2126-12-01T08:00:00Z");
+        assert_eq!(w.end_text(), "2126-12-01T09:00:00Z");
+        let e = Window::parse("2020-01-01T00:00:00Z", Some(Duration::from_secs(60)), None)
+            .expect_err("over");
+        assert!(e.to_string().contains("past"), "{e}");
+        assert_eq!(w.to_json()["reason"], "kernel");
+        let now = Window::parse("now", Some(Duration::from_secs(60)), None).expect("now");
+        assert!(now.start <= Utc::now());
+        assert!(now.to_json().get("reason").is_none());
+        let e =
+            Window::parse("tomorrow", Some(Duration::from_secs(60)), None).expect_err("not a time");
+        assert!(e.to_string().contains("--start"), "{e}");
+        let e =
+            Window::parse("now", Some(Duration::from_millis(200)), None).expect_err("too short");
+        assert!(e.to_string().contains("--duration"), "{e}");
     }
 }

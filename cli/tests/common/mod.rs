@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod docker;
+pub mod registry;
 pub mod rootfs;
 
 use std::io::{BufRead, BufReader};

@@ -6,7 +6,8 @@
 //! At scale (`sampled`): node `classes` cache attribute-constraint results, `counters`
 //! make placed-dependent constraints O(1), a bounded sample of feasible nodes is scored.
 //! `constraint_objects` adds namespace Constraint objects' rules (required / preferred);
-//! `task_template` renders the Task objects of placed instances; `app_plan` places the
+//! `level1` grants each App its weighted-DRF share within Quota (the App scheduler's
+//! level 1); `task_template` renders the Task objects of placed instances; `app_plan` places the
 //! missing instances of one App in one call (what the apps controller needs).
 
 pub mod app_plan;
@@ -16,6 +17,8 @@ pub mod counters;
 pub mod drf;
 pub mod filter;
 pub mod inventory;
+pub mod level1;
+pub mod offers;
 pub mod placement;
 pub mod sampled;
 pub mod score;

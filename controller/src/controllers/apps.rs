@@ -20,11 +20,13 @@ use serde_json::{json, Value};
 
 use crate::allocator::filter::NamedConstraint;
 use crate::allocator::inventory::{Amounts, Inventory, NodeState};
+use crate::allocator::level1::{self, Grant, Held};
 use crate::controllers::deploy;
 use crate::controllers::events::{record, Involved};
+use crate::controllers::quota;
 use crate::controllers::writes::{create_all, write_status};
 use crate::runtime::reflector::Reader;
-use crate::runtime::Action;
+use crate::runtime::{Action, ObjectKey};
 
 pub const APP_LABEL: &str = "drover.dev/app";
 
@@ -36,6 +38,10 @@ pub struct AppsContext {
     pub expectations: Expectations,
     /// Constraint objects: namespace-wide rules added to the Apps they select.
     pub constraints: Reader<drover_api::kinds::constraint::Constraint>,
+    /// The App controller's own cache: the demand of every App, for level 1's fair share.
+    pub apps: Reader<App>,
+    /// Quota objects: roles' weights, guarantees and limits.
+    pub quotas: Reader<drover_api::kinds::quota::Quota>,
 }
 
 /// How long a write of ours may take to reach the Task cache before we stop assuming it.
@@ -48,6 +54,8 @@ const EXPECTATION_TTL: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Expectations {
     pending: Mutex<HashMap<(String, String), Pending>>,
+    /// Level 1: placements of Apps sharing the cluster with other roles, one at a time.
+    fair: quota::InFlight,
 }
 
 #[derive(Default)]
@@ -141,7 +149,7 @@ fn info(kind: &'static str) -> Result<&'static KindInfo, AppsError> {
     find_kind(kind).ok_or(AppsError::Kind(kind))
 }
 
-fn is_active(t: &Task) -> bool {
+pub(crate) fn is_active(t: &Task) -> bool {
     let phase = t.status.as_ref().map(|s| s.phase).unwrap_or_default();
     !matches!(
         phase,
@@ -314,10 +322,31 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
 
     // Too few: place the missing ones (unless backing off).
     let mut stuck: Option<String> = None;
+    let mut held: Option<Held> = None;
     let mut placed_now = 0;
     if step.create > 0 && wait.is_none() && waiting.is_none() {
-        let (new_tasks, why) = plan(&app, &namespace, &name, &active, step.create, &ctx)?;
-        stuck = why;
+        // Apps place one at a time, each seeing the placements of the others (and its
+        // own) that the Task cache does not show yet: two Apps deciding on the same
+        // stale cache would both take a node's last free resources.
+        let mut in_flight = ctx.expectations.fair.lock(&ctx.tasks).await;
+        let mut inv = inventory(&ctx);
+        bind_in_flight(&mut inv, &in_flight);
+        // Level 1: at most this App's fair share now (DRF across roles, Quota).
+        let grant = if shares_the_cluster(&app, &ctx) {
+            fair_grant(&app, step.create, &inv, &in_flight, &ctx)
+        } else {
+            Grant {
+                granted: step.create,
+                held: None,
+            }
+        };
+        held = grant.held;
+        let (new_tasks, why) = if grant.granted > 0 {
+            plan(&app, &namespace, &name, &active, grant.granted, inv, &ctx)?
+        } else {
+            (Vec::new(), None)
+        };
+        stuck = why.or_else(|| held.as_ref().map(ToString::to_string));
         placed_now = new_tasks.len();
         let decoded: Vec<Arc<Task>> = new_tasks.iter().map(|(_, v)| sketch(v)).collect();
         if !new_tasks.is_empty() {
@@ -325,8 +354,10 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
                 // Someone wrote the same names meanwhile: look again.
                 return Ok(Action::requeue(Duration::from_millis(200)));
             }
+            in_flight.extend(in_flight_of(&app, &decoded));
             ctx.expectations.created(&namespace, &name, decoded);
         }
+        drop(in_flight);
     }
 
     let mut status = status_of(
@@ -345,6 +376,12 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
         &history,
         waiting.as_deref(),
     );
+    let held_only =
+        held.is_some() && stuck.as_deref() == held.as_ref().map(|h| h.to_string()).as_deref();
+    if held_only {
+        scheduled_reason(&mut status, held.as_ref());
+    }
+    let stuck_before = scheduled_message(&app);
     let key = app_key;
     {
         // At the revision the decisions were made on: a spec changed meanwhile is
@@ -356,6 +393,16 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<AppsContext>) -> Result<Action, A
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if held_only {
+        // Held back by level 1: said once per change (not every few seconds), and looked
+        // at again soon, so the App gets resources as they free.
+        if let (Some(message), Some(h)) = (&stuck, &held) {
+            if stuck_before.as_deref() != Some(message.as_str()) {
+                record(&ctx.store, &involved, "Normal", held_reason(h), message).await;
+            }
+        }
+        return Ok(Action::requeue(FAIR_SHARE_RETRY));
     }
     if let Some(message) = &stuck {
         record(
@@ -434,7 +481,7 @@ fn inventory(ctx: &AppsContext) -> Inventory {
     inv
 }
 
-fn amounts(r: &drover_api::resources::Resources) -> Amounts {
+pub(crate) fn amounts(r: &drover_api::resources::Resources) -> Amounts {
     Amounts {
         cpus: r.cpus.unwrap_or(1.0),
         mem_mib: r.mem_mib.unwrap_or(128),
@@ -452,9 +499,9 @@ fn plan(
     name: &str,
     active: &[Arc<Task>],
     missing: usize,
+    inv: Inventory,
     ctx: &AppsContext,
 ) -> Result<(Vec<(String, Value)>, Option<String>), AppsError> {
-    let inv = inventory(ctx);
     // The App's rules, and the Constraint objects selecting it: required ones filter,
     // preferred ones score. Fixed host ports (non-zero hostPort) are placed exactly.
     let objects = ctx.constraints.list();
@@ -502,6 +549,114 @@ fn plan(
         ));
     }
     Ok((out, why))
+}
+
+/// How soon an App held back by level 1 looks again.
+const FAIR_SHARE_RETRY: Duration = Duration::from_secs(2);
+
+/// Whether level 1 has anything to share out: Apps of more than one role, or a Quota.
+/// With one role and no Quota every App places all it misses, at no extra cost.
+fn shares_the_cluster(app: &App, ctx: &AppsContext) -> bool {
+    let role = quota::role_of(app);
+    !ctx.quotas.is_empty() || ctx.apps.list().iter().any(|a| quota::role_of(a) != role)
+}
+
+/// How many of its `missing` instances the App may place now (level 1): the demand of
+/// every App (from the App cache) and each role's usage (one pass over the Task cache,
+/// plus the placements `in_flight`, which are also bound into `inv`) go through
+/// weighted DRF progressive filling.
+fn fair_grant(
+    app: &App,
+    missing: usize,
+    inv: &Inventory,
+    in_flight: &[quota::Placed],
+    ctx: &AppsContext,
+) -> Grant {
+    let mut cluster = level1::Cluster {
+        policies: quota::policies(&ctx.quotas.list()),
+        ..Default::default()
+    };
+    for n in inv.nodes.iter().filter(|n| n.ready && n.schedulable) {
+        cluster.total.add(&n.allocatable);
+        let free = n.free();
+        cluster.free.add(&Amounts {
+            cpus: free.cpus.max(0.0),
+            mem_mib: free.mem_mib.max(0),
+            disk_mib: free.disk_mib.max(0),
+            gpus: free.gpus.max(0),
+        });
+    }
+    let mut usage = quota::Usage::of(&ctx.tasks.list());
+    usage.add_in_flight(in_flight);
+    let own = ObjectKey::of(app);
+    let demands = quota::demands(&ctx.apps.list(), &usage, Some((&own, missing)));
+    cluster.usage = usage.by_role;
+    let grants = level1::fill(&cluster, &demands);
+    demands
+        .iter()
+        .zip(grants)
+        .find(|(d, _)| d.key == own)
+        .map(|(_, g)| g)
+        .unwrap_or(Grant {
+            granted: missing,
+            held: None,
+        })
+}
+
+/// Binds into `inv` the placements made but not yet in the Task cache.
+fn bind_in_flight(inv: &mut Inventory, in_flight: &[quota::Placed]) {
+    for p in in_flight {
+        if let Some(i) = inv.position(&p.node) {
+            inv.bind(i, &p.amounts, &p.host_ports);
+        }
+    }
+}
+
+/// The level-1 ledger entries of tasks just created for `app`.
+fn in_flight_of(app: &App, created: &[Arc<Task>]) -> Vec<quota::Placed> {
+    let now = Instant::now();
+    created
+        .iter()
+        .map(|t| quota::Placed {
+            task: ObjectKey::of(&**t),
+            app: ObjectKey::of(app),
+            node: t.spec.node_name.clone().unwrap_or_default(),
+            role: quota::role_of(app).to_string(),
+            amounts: amounts(&app.spec.resources),
+            host_ports: t.spec.ports.iter().map(|p| p.host_port as u16).collect(),
+            at: now,
+        })
+        .collect()
+}
+
+/// The Event reason of a level-1 hold.
+fn held_reason(h: &Held) -> &'static str {
+    match h {
+        Held::FairShare { .. } => "WaitingForFairShare",
+        Held::Limit { .. } => "QuotaLimitReached",
+    }
+}
+
+/// Gives the `Scheduled` condition the reason of a level-1 hold.
+fn scheduled_reason(status: &mut Value, held: Option<&Held>) {
+    let Some(h) = held else { return };
+    let reason = held_reason(h);
+    if let Some(conditions) = status.get_mut("conditions").and_then(Value::as_array_mut) {
+        for c in conditions.iter_mut().filter(|c| c["type"] == "Scheduled") {
+            c["reason"] = json!(reason);
+        }
+    }
+}
+
+/// The message of the App's `Scheduled` condition as last written.
+fn scheduled_message(app: &App) -> Option<String> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Scheduled")?
+        .message
+        .clone()
 }
 
 /// A short hash of the task template: tasks of an older version get replaced on upgrade.

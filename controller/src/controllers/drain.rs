@@ -15,6 +15,11 @@ use std::sync::Arc;
 
 use drover_api::kinds::app::App;
 use drover_api::kinds::task::{Task, TaskPhase};
+use drover_api::{find_kind, DroverKind};
+use drover_store::{Store, StoreError};
+use serde_json::{json, Value};
+
+use crate::apiserver::objects::{key, to_stored};
 
 /// The annotation that marks a task for replacement by a drain.
 pub const DRAIN_ANNOTATION: &str = "drover.dev/drain";
@@ -26,6 +31,41 @@ pub fn is_drained(t: &Task) -> bool {
         .as_ref()
         .and_then(|a| a.get(DRAIN_ANNOTATION))
         .is_some_and(|v| v == "true")
+}
+
+/// Marks `t` for replacement, as `drover node drain` does through the API (the
+/// maintenance windows of the nodes controller use this): the apps controller then
+/// moves it within the App's minimumHealthCapacity. Written guarded by the stored
+/// revision; false when the task is gone, already marked, or changed meanwhile (the
+/// caller looks again on its next pass).
+pub async fn mark(store: &Arc<dyn Store>, t: &Task) -> Result<bool, StoreError> {
+    let Some(info) = find_kind(Task::KIND) else {
+        return Ok(false);
+    };
+    let name = t.metadata.name.as_deref().unwrap_or_default();
+    let k = key(info, t.metadata.namespace.as_deref(), name);
+    let Some(kv) = store.get(&k).await? else {
+        return Ok(false);
+    };
+    let Ok(mut obj) = serde_json::from_slice::<Value>(&kv.value) else {
+        return Ok(false);
+    };
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return Ok(false);
+    };
+    let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    if annotations.get(DRAIN_ANNOTATION).and_then(Value::as_str) == Some("true") {
+        return Ok(false);
+    }
+    annotations[DRAIN_ANNOTATION] = json!("true");
+    match store.update(&k, to_stored(&obj), kv.mod_revision, 0).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a reconcile does about drained tasks.

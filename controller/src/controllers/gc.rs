@@ -10,13 +10,18 @@
 //! The API server adds those finalizers for `propagationPolicy` Foreground / Orphan
 //! (`apiserver::deletion`). An object whose last finalizer goes while it has a
 //! deletionTimestamp is deleted. Deleted Tasks are killed by their agent.
+//!
+//! Apps are read from the apps controller's cache, not listed from the store every
+//! pass; the cache only ever keeps a dependent (a positive match): an owner it lacks,
+//! or holds with another uid, is read from the store before anything is deleted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drover_api::kinds::app::App;
 use drover_api::kinds::task::Task;
-use drover_api::{find_kind, KindInfo};
+use drover_api::{find_kind, DroverKind, KindInfo};
 use drover_store::{ListOptions, Store, StoreError};
 use serde_json::{json, Value};
 
@@ -27,6 +32,8 @@ pub use crate::apiserver::deletion::{FOREGROUND, ORPHAN};
 
 /// Kinds that own Tasks.
 const OWNER_KINDS: &[&str] = &["App", "JobRun", "Job", "Framework"];
+/// The owner kind read from a cache instead of the store.
+const CACHED_KIND: &str = App::KIND;
 
 /// An owner as this pass saw it.
 #[derive(Clone, Debug)]
@@ -56,12 +63,23 @@ impl Owner {
                 .unwrap_or_default(),
         }
     }
+
+    /// The cached App stored at `key`.
+    fn from_app(key: String, app: &App) -> Owner {
+        Owner {
+            key,
+            uid: app.metadata.uid.clone().unwrap_or_default(),
+            deleting: app.metadata.deletion_timestamp.is_some(),
+            finalizers: app.metadata.finalizers.clone().unwrap_or_default(),
+        }
+    }
 }
 
-/// Runs forever, one pass a second.
-pub async fn run(store: Arc<dyn Store>, tasks: Reader<Task>) {
+/// Runs forever, one pass a second, once the App cache has its first list.
+pub async fn run(store: Arc<dyn Store>, tasks: Reader<Task>, apps: Reader<App>) {
+    apps.wait_until_ready().await;
     loop {
-        if let Err(error) = pass(&store, &tasks).await {
+        if let Err(error) = pass(&store, &tasks, &apps).await {
             tracing::warn!(%error, "garbage collection pass failed; retrying");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -74,10 +92,22 @@ fn str_of<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-/// Every object of the owner kinds, by store key.
-async fn owners(store: &Arc<dyn Store>) -> Result<HashMap<String, Owner>, StoreError> {
+/// Every object of the owner kinds, by store key: Apps from `apps`, the other kinds
+/// (few, and without a shared cache) listed from the store.
+async fn owners(
+    store: &Arc<dyn Store>,
+    apps: &Reader<App>,
+) -> Result<HashMap<String, Owner>, StoreError> {
     let mut out = HashMap::new();
-    for info in OWNER_KINDS.iter().filter_map(|k| find_kind(k)) {
+    if let Some(info) = find_kind(CACHED_KIND) {
+        for app in apps.list() {
+            let name = app.metadata.name.as_deref().unwrap_or_default();
+            let k = key(info, app.metadata.namespace.as_deref(), name);
+            out.insert(k.clone(), Owner::from_app(k, &app));
+        }
+    }
+    let listed = OWNER_KINDS.iter().filter(|k| **k != CACHED_KIND);
+    for info in listed.filter_map(|k| find_kind(k)) {
         let prefix = crate::runtime::watcher::prefix(info);
         let page = store.list(&prefix, ListOptions::default()).await?;
         for kv in page.items {
@@ -109,11 +139,15 @@ enum Verdict {
     Orphan(Vec<String>),
 }
 
-async fn pass(store: &Arc<dyn Store>, tasks: &Reader<Task>) -> Result<(), StoreError> {
+async fn pass(
+    store: &Arc<dyn Store>,
+    tasks: &Reader<Task>,
+    apps: &Reader<App>,
+) -> Result<(), StoreError> {
     let Some(task_info) = find_kind("Task") else {
         return Ok(());
     };
-    let owners = owners(store).await?;
+    let owners = owners(store, apps).await?;
     // Owner uids some dependent still points at.
     let mut referenced: HashSet<String> = HashSet::new();
     for t in tasks.list() {
@@ -132,9 +166,10 @@ async fn pass(store: &Arc<dyn Store>, tasks: &Reader<Task>) -> Result<(), StoreE
                 continue;
             };
             let owner = match owners.get(&k) {
-                Some(o) => Some(o.clone()),
-                // Not in this pass's list: perhaps newer than it; ask the store.
-                None => confirm(store, &k).await?,
+                Some(o) if r.uid.is_empty() || o.uid == r.uid => Some(o.clone()),
+                // Not in the cache or this pass's list, or another uid there: the cache
+                // may lag (a new owner, one created again); ask the store.
+                _ => confirm(store, &k).await?,
             };
             let Some(owner) = owner.filter(|o| r.uid.is_empty() || o.uid == r.uid) else {
                 continue;
@@ -179,7 +214,7 @@ async fn pass(store: &Arc<dyn Store>, tasks: &Reader<Task>) -> Result<(), StoreE
             .iter()
             .any(|f| f == FOREGROUND || f == ORPHAN)
         {
-            remove_gc_finalizers(store, &owner.key).await?;
+            remove_gc_finalizers(store, &owner.key, &owner.uid).await?;
         }
     }
     Ok(())
@@ -253,13 +288,21 @@ async fn remove_references(
     }
 }
 
-/// Takes the garbage collector's finalizers off the object at `k`; deletes it when no
-/// finalizer is left (it has a deletionTimestamp).
-async fn remove_gc_finalizers(store: &Arc<dyn Store>, k: &str) -> Result<(), StoreError> {
+/// Takes the garbage collector's finalizers off the object at `k` if it still is the
+/// one with `uid` (the cache may be older than the store); deletes it when no finalizer
+/// is left (it has a deletionTimestamp).
+async fn remove_gc_finalizers(
+    store: &Arc<dyn Store>,
+    k: &str,
+    uid: &str,
+) -> Result<(), StoreError> {
     let Some(kv) = store.get(k).await? else {
         return Ok(());
     };
     let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    if str_of(&v, "/metadata/uid") != uid {
+        return Ok(());
+    }
     let left: Vec<Value> = v
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -333,16 +376,27 @@ mod tests {
         v
     }
 
-    /// A Task cache holding what the store holds now.
-    async fn cache(s: &Arc<dyn Store>) -> Reader<Task> {
-        let (mut w, r) = reflector::<Task>();
-        let tasks: Vec<Task> = get(s, TASK_KEY)
+    /// A cache holding what the store holds now at `k`.
+    async fn cache<K: DroverKind>(s: &Arc<dyn Store>, k: &str) -> Reader<K> {
+        let objects: Vec<K> = get(s, k)
             .await
             .into_iter()
-            .map(|v| serde_json::from_value(v).expect("a Task"))
+            .map(|v| serde_json::from_value(v).expect("a stored object"))
             .collect();
-        w.apply(&Event::Restarted(tasks));
+        cache_of(objects)
+    }
+
+    fn cache_of<K: DroverKind>(objects: Vec<K>) -> Reader<K> {
+        let (mut w, r) = reflector::<K>();
+        w.apply(&Event::Restarted(objects));
         r
+    }
+
+    /// One pass with caches as fresh as the store.
+    async fn pass_now(s: &Arc<dyn Store>) {
+        let tasks = cache::<Task>(s, TASK_KEY).await;
+        let apps = cache::<App>(s, APP_KEY).await;
+        pass(s, &tasks, &apps).await.expect("pass");
     }
 
     #[tokio::test]
@@ -350,13 +404,13 @@ mod tests {
         let (_d, s) = store();
         put(&s, APP_KEY, app(&[], false)).await;
         put(&s, TASK_KEY, task()).await;
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         assert!(get(&s, TASK_KEY).await.is_some(), "owner alive");
         // The App was deleted and created again: another uid, not the owner.
         let mut other = app(&[], false);
         other["metadata"]["uid"] = json!("a2");
         put(&s, APP_KEY, other).await;
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         assert!(get(&s, TASK_KEY).await.is_none(), "owner replaced");
     }
 
@@ -365,12 +419,12 @@ mod tests {
         let (_d, s) = store();
         put(&s, APP_KEY, app(&[ORPHAN], true)).await;
         put(&s, TASK_KEY, task()).await;
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         let t = get(&s, TASK_KEY).await.expect("the task stays");
         assert!(t["metadata"]["ownerReferences"].is_null(), "{t}");
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         assert!(get(&s, APP_KEY).await.is_none(), "the owner goes");
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         assert!(get(&s, TASK_KEY).await.is_some(), "the orphan stays");
     }
 
@@ -379,12 +433,48 @@ mod tests {
         let (_d, s) = store();
         put(&s, APP_KEY, app(&[FOREGROUND, "example.com/hold"], true)).await;
         put(&s, TASK_KEY, task()).await;
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         assert!(get(&s, TASK_KEY).await.is_none(), "dependent deleted");
         let a = get(&s, APP_KEY).await.expect("still held");
         assert!(a["metadata"]["finalizers"].is_array());
-        pass(&s, &cache(&s).await).await.expect("pass");
+        pass_now(&s).await;
         let a = get(&s, APP_KEY).await.expect("held by the other finalizer");
         assert_eq!(a["metadata"]["finalizers"], json!(["example.com/hold"]));
+    }
+
+    #[tokio::test]
+    async fn owners_come_from_the_app_cache_and_the_store_only_confirms() {
+        let (_d, s) = store();
+        put(&s, TASK_KEY, task()).await;
+        let owner: App = serde_json::from_value(app(&[], false)).expect("an App");
+        // The cache knows the App though the store does not (yet): the task stays, so
+        // gc went by the cache and did not list Apps from the store.
+        let tasks = cache::<Task>(&s, TASK_KEY).await;
+        pass(&s, &tasks, &cache_of(vec![owner.clone()]))
+            .await
+            .expect("pass");
+        assert!(
+            get(&s, TASK_KEY).await.is_some(),
+            "the cached owner keeps it"
+        );
+        // A cache that lags behind the store (the owner is not in it, or with an older
+        // uid): the store is asked before anything is deleted.
+        put(&s, APP_KEY, app(&[], false)).await;
+        pass(&s, &tasks, &cache_of(Vec::<App>::new()))
+            .await
+            .expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_some(), "owner not cached yet");
+        let mut older = owner;
+        older.metadata.uid = Some("a0".into());
+        pass(&s, &tasks, &cache_of(vec![older]))
+            .await
+            .expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_some(), "an older uid cached");
+        // Gone from both: collected.
+        s.delete(APP_KEY, None).await.expect("delete the App");
+        pass(&s, &tasks, &cache_of(Vec::<App>::new()))
+            .await
+            .expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_none(), "owner gone");
     }
 }

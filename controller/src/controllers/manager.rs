@@ -80,29 +80,64 @@ pub async fn run_with(
             }
         },
     ));
+    // Node changes wake the nodes controller's maintenance-window pass.
+    let node_changed = Arc::new(tokio::sync::Notify::new());
+    let node_notify = node_changed.clone();
     let node_cache = tokio::spawn(reflector::run(
         store.clone(),
         node_info,
         node_writer,
-        |_: &Event<Node>| {},
+        move |_: &Event<Node>| node_notify.notify_one(),
     ));
     tasks.wait_until_ready().await;
     nodes.wait_until_ready().await;
     // Garbage collection by ownerReferences (replaces `apps::collect_orphans`, which
     // went by name and so could not leave orphaned Tasks behind).
-    let gc = tokio::spawn(crate::controllers::gc::run(store.clone(), tasks.clone()));
+    // Apps come from the apps controller's cache (ready once the controller runs).
+    let gc = tokio::spawn(crate::controllers::gc::run(
+        store.clone(),
+        tasks.clone(),
+        controller.reader(),
+    ));
     let nodes_controller = tokio::spawn(crate::controllers::nodes::run(
         store.clone(),
         nodes.clone(),
         tasks.clone(),
         nodes_config,
+        node_changed,
     ));
+    // The external-framework API (offers), if this process was given one to serve.
+    let scheduler_api = crate::framework::spawn_if_configured(store.clone(), nodes.clone());
+    // Quota: usage and held-back demand in status; its cache, with the App cache, feeds
+    // the apps controller's fair share (level 1).
+    let quota_controller = find_kind("Quota").map(|info| {
+        Controller::<drover_api::kinds::quota::Quota>::new(store.clone(), info).concurrency(2)
+    });
+    let quotas = match &quota_controller {
+        Some(c) => c.reader(),
+        None => reflector::<drover_api::kinds::quota::Quota>().1,
+    };
+    let quota_run = quota_controller.map(|c| {
+        let ctx = Arc::new(crate::controllers::quota::QuotaContext {
+            store: store.clone(),
+            tasks: tasks.clone(),
+            apps: controller.reader(),
+        });
+        tokio::spawn(c.run(
+            crate::controllers::quota::reconcile,
+            crate::controllers::quota::error_policy,
+            ctx,
+            std::future::pending::<()>(),
+        ))
+    });
     let ctx = Arc::new(AppsContext {
         store: store.clone(),
         tasks,
         nodes,
         expectations: Default::default(),
         constraints,
+        apps: controller.reader(),
+        quotas,
     });
     let lost = async move {
         let _ = leading.wait_for(|l| !*l).await;
@@ -119,4 +154,10 @@ pub async fn run_with(
     node_cache.abort();
     gc.abort();
     nodes_controller.abort();
+    if let Some(s) = scheduler_api {
+        s.abort();
+    }
+    if let Some(q) = quota_run {
+        q.abort();
+    }
 }

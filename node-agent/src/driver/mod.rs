@@ -3,6 +3,7 @@
 //! `process_group` holds the few syscalls on groups, `log_rotation` keeps logs bounded.
 
 pub mod cgroups;
+pub mod docker;
 pub mod log_rotation;
 pub mod oci;
 pub mod process;
@@ -277,6 +278,12 @@ pub trait Running: Send {
 
     /// Why its cgroup limits are not enforced, when they are not.
     fn limits_not_enforced(&self) -> Option<String> {
+        None
+    }
+
+    /// The container health `exec` checks run in (container drivers); None: they run
+    /// on the host, in the task's sandbox.
+    fn exec_in(&self) -> Option<crate::health::InContainer> {
         None
     }
 }

@@ -2,7 +2,9 @@
 //! outlives the agent and its exit status outlives both.
 //!
 //! The shim `setsid()`s (its own session: an agent killed or Ctrl-C'd takes nothing
-//! with it), joins the task's cgroups before spawning (so the task inherits them),
+//! with it), joins the task's cgroups just for the spawn (the task inherits them) and
+//! steps back out into their parent at once (so the shim's own memory and CPU are not
+//! charged to the task; where the parent refuses processes, cgroup v2, it stays),
 //! spawns the task in its own process group (the shim stays outside it, so signalling
 //! the group never kills the shim), copies the task's stdout/stderr into size-rotated
 //! files (logs keep flowing and no SIGPIPE hits the task while the agent is down),
@@ -54,8 +56,8 @@ pub struct ShimSpec {
     pub stderr: PathBuf,
     /// Size past which a log file is rotated to `<file>.1`.
     pub log_max_bytes: u64,
-    /// `cgroup.procs` files the shim writes its pid into before spawning (the task
-    /// inherits them); empty for none (runc manages its own cgroup).
+    /// `cgroup.procs` files the shim writes its pid into for the spawn (the task
+    /// inherits them; the shim then leaves); empty for none (runc manages its own).
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
     /// Where `task.pid`, `exit.json`, … are written.
@@ -363,6 +365,9 @@ async fn supervise(spec: ShimSpec) -> Result<(), DriverError> {
     // Handlers first: a SIGTERM arriving while the task starts must be forwarded too.
     let mut term = signal(SignalKind::terminate()).map_err(io_err("handling SIGTERM", &dir))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_err("handling SIGINT", &dir))?;
+    // The spawn (fork, exec, the program's own start-up) is not throttled by the
+    // task's CPU quota: lifted until the task runs.
+    let lifted = LiftedQuotas::lift(&spec.cgroup_procs);
     let me = std::process::id().to_string();
     for procs in &spec.cgroup_procs {
         if let Err(error) = std::fs::write(procs, &me) {
@@ -405,7 +410,10 @@ async fn supervise(spec: ShimSpec) -> Result<(), DriverError> {
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .unwrap_or(0);
-    // The task inherited the usual score; the shim must not be the OOM victim.
+    // The task is in its cgroups now (spawn returns after its exec): the shim leaves.
+    step_out_of(&spec.cgroup_procs);
+    drop(lifted);
+    // The task has the usual score; the shim must not be the OOM victim.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let copiers = [
         child
@@ -486,17 +494,69 @@ async fn supervise(spec: ShimSpec) -> Result<(), DriverError> {
     written
 }
 
-/// Steps out of the task's cgroups into their parents and removes them, so none is left
-/// behind when no agent is there to (v2 forbids processes in the parent: the agent
-/// removes them then).
-fn leave_cgroups(dirs: &[&Path]) {
-    let me = std::process::id().to_string();
-    for dir in dirs {
-        let Some(parent) = dir.parent() else { continue };
-        if std::fs::write(parent.join("cgroup.procs"), &me).is_ok() {
-            if let Err(error) = std::fs::remove_dir(dir) {
-                tracing::debug!(%error, dir = %dir.display(), "task cgroup left for the agent");
+/// CPU quotas lifted for a task's spawn, restored when dropped (also when the spawn
+/// failed).
+struct LiftedQuotas(Vec<(PathBuf, String)>);
+
+impl LiftedQuotas {
+    /// Lifts the CFS quota of the cgroups of these `cgroup.procs` files (v1
+    /// `cpu.cfs_quota_us`, v2 `cpu.max`).
+    fn lift(procs_files: &[PathBuf]) -> Self {
+        let mut lifted = Vec::new();
+        for dir in procs_files.iter().filter_map(|p| p.parent()) {
+            for (file, unlimited) in [("cpu.cfs_quota_us", "-1"), ("cpu.max", "max")] {
+                let path = dir.join(file);
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let now = text.trim().to_string();
+                let limited = now.split_whitespace().next() != Some(unlimited);
+                let lift = match now.split_once(' ') {
+                    Some((_, period)) => format!("{unlimited} {period}"),
+                    None => unlimited.to_string(),
+                };
+                if limited && std::fs::write(&path, &lift).is_ok() {
+                    lifted.push((path, now));
+                }
             }
+        }
+        LiftedQuotas(lifted)
+    }
+}
+
+impl Drop for LiftedQuotas {
+    fn drop(&mut self) {
+        for (path, value) in &self.0 {
+            if let Err(error) = std::fs::write(path, value) {
+                tracing::warn!(%error, file = %path.display(), "restoring the task's CPU quota");
+            }
+        }
+    }
+}
+
+/// Moves the shim from the task's cgroups (their `cgroup.procs` files) into their
+/// parents, where the hierarchy allows it (v2 forbids processes in a parent whose
+/// controllers are delegated: there the shim stays, as it always did).
+fn step_out_of(procs_files: &[PathBuf]) {
+    let me = std::process::id().to_string();
+    for procs in procs_files {
+        let Some(parent) = procs.parent().and_then(Path::parent) else {
+            continue;
+        };
+        if let Err(error) = std::fs::write(parent.join("cgroup.procs"), &me) {
+            tracing::debug!(%error, cgroup = %parent.display(), "the shim stays in the task's cgroup");
+        }
+    }
+}
+
+/// Removes the task's (now empty) cgroups, so none is left behind when no agent is
+/// there to; one still busy is left for the agent.
+fn leave_cgroups(dirs: &[&Path]) {
+    let procs: Vec<PathBuf> = dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+    step_out_of(&procs);
+    for dir in dirs {
+        if let Err(error) = std::fs::remove_dir(dir) {
+            tracing::debug!(%error, dir = %dir.display(), "task cgroup left for the agent");
         }
     }
 }

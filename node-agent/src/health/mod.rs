@@ -24,7 +24,7 @@ mod test_server;
 
 pub use checker::{CheckPolicy, Checker, Verdict};
 pub use error::HealthError;
-pub use exec::{ExecContext, ExecProbe};
+pub use exec::{ExecContext, ExecProbe, InContainer};
 pub use http::HttpProbe;
 pub use monitor::{HealthMonitor, MonitorHandle, MonitoredCheck};
 pub use probe::{Outcome, Probe, Prober};

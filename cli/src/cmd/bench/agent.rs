@@ -35,6 +35,8 @@ enum DriverChoice {
     Process,
     Runc,
     All,
+    /// Containers of the Docker daemon at --docker-host (an image is imported first).
+    Docker,
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,6 +47,9 @@ pub struct AgentBenchArgs {
     /// Which driver(s) to measure.
     #[arg(long, value_enum, default_value_t = DriverChoice::Process)]
     driver: DriverChoice,
+    /// The Docker daemon for `--driver docker`, `unix:///PATH`.
+    #[arg(long, value_name = "URL", default_value = drover_agent::driver::docker::DEFAULT_HOST)]
+    docker_host: String,
 }
 
 pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
@@ -113,6 +118,7 @@ async fn bench(args: &AgentBenchArgs, work: &Path) -> anyhow::Result<()> {
     let agent = tokio::spawn(run_agent(
         server.clone(),
         work.join("agent"),
+        args.docker_host.clone(),
         until_stopped(stop.clone()),
     ));
     let client = Client::new(&ClientConfig {
@@ -139,7 +145,11 @@ async fn bench(args: &AgentBenchArgs, work: &Path) -> anyhow::Result<()> {
         DriverChoice::Process => &["process"],
         DriverChoice::Runc => &["runc"],
         DriverChoice::All => &["process", "runc"],
+        DriverChoice::Docker => &["docker"],
     };
+    if args.driver == DriverChoice::Docker && drivers.iter().any(|d| d == "docker") {
+        import_docker_image(&args.docker_host, work).await?;
+    }
     let mut failed = Vec::new();
     let mut ratios = Vec::new();
     let mut notes = Vec::new();
@@ -184,6 +194,7 @@ async fn bench(args: &AgentBenchArgs, work: &Path) -> anyhow::Result<()> {
 async fn run_agent(
     server: String,
     data_dir: PathBuf,
+    docker_host: String,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use drover_agent::client::{connect, Connection};
@@ -200,6 +211,7 @@ async fn run_agent(
         )),
         &config.data_dir,
     );
+    let drivers = drover_agent::driver::docker::with_docker(drivers, &docker_host).await;
     drover_agent::Agent::new(config, client, drivers)
         .run(shutdown)
         .await
@@ -314,6 +326,9 @@ async fn round_trips(client: &Client, n: usize) -> anyhow::Result<Figures> {
 
 /// The container of a benchmark task for `driver`.
 fn container(driver: &str, rootfs: Option<&Path>) -> Value {
+    if driver == "docker" {
+        return json!({"driver": driver, "image": DOCKER_IMAGE, "command": ["/bin/sleep", "600"]});
+    }
     match rootfs {
         Some(root) => json!({
             "driver": driver,
@@ -322,6 +337,20 @@ fn container(driver: &str, rootfs: Option<&Path>) -> Value {
         }),
         None => json!({"driver": driver, "cmd": "exec sleep 600"}),
     }
+}
+
+/// The image docker tasks run, imported from the busybox rootfs.
+const DOCKER_IMAGE: &str = "drover-bench-busybox:latest";
+
+/// Imports the busybox rootfs into the daemon at `host` as [`DOCKER_IMAGE`].
+async fn import_docker_image(host: &str, work: &Path) -> anyhow::Result<()> {
+    let root = busybox_rootfs(work)?;
+    let client =
+        drover_agent::driver::docker::DockerClient::new(host).map_err(anyhow::Error::msg)?;
+    client
+        .import_dir(&root, DOCKER_IMAGE)
+        .await
+        .with_context(|| format!("importing {DOCKER_IMAGE} into the docker daemon at {host}"))
 }
 
 /// A busybox rootfs for runc: `/bin/busybox` and its `sh` and `sleep` links.
@@ -358,10 +387,11 @@ async fn driver_run(
         bail!(
             "node {NODE} does not offer the {driver} driver (it offers {}){}",
             offered.join(", "),
-            if driver == "runc" {
-                ": the runc driver needs root and runc on PATH (apt-get install runc)"
-            } else {
-                ""
+            match driver {
+                "runc" => ": the runc driver needs root and runc on PATH (apt-get install runc)",
+                "docker" =>
+                    ": no Docker daemon answers at --docker-host (apt-get install docker.io)",
+                _ => "",
             }
         );
     }
@@ -492,7 +522,12 @@ async fn cleanup(client: &Client, ns: &str, n: usize, driver: &str, tasks: &Path
 /// agent kills deleted tasks, but tasks outlive an agent by design).
 fn kill_tasks(tasks: &Path) {
     let checkpoints = drover_agent::lifecycle::Checkpoints::new(tasks);
-    for state in checkpoints.load_all() {
+    // Ended tasks are gone: their pids may be someone else's by now.
+    for state in checkpoints
+        .load_all()
+        .into_iter()
+        .filter(|s| !s.phase.is_terminal())
+    {
         for pid in [state.pid, state.shim_pid].into_iter().flatten() {
             let _ = std::process::Command::new("kill")
                 .args(["-9", "--", &format!("-{pid}"), &pid.to_string()])

@@ -1,6 +1,7 @@
-//! The image store: unpacks OCI images from a local image layout (`oci:PATH[:TAG]`) or
-//! a tar of one (`oci-archive:PATH`) into `<data-dir>/images/<algo>-<hex>/rootfs`, once
-//! per manifest digest.
+//! The image store: unpacks OCI images from a local image layout (`oci:PATH[:TAG]`), a
+//! tar of one (`oci-archive:PATH`) or a registry (`127.0.0.1:5000/busybox:1`, `busybox`;
+//! fetched by `registry` into `<data-dir>/images/content`) into
+//! `<data-dir>/images/<algo>-<hex>/rootfs`, once per manifest digest.
 //!
 //! Every blob is checked against its sha256 before use; layers (tar or tar+gzip) are
 //! applied in order with whiteouts (`.wh.NAME` deletes, `.wh..wh..opq` empties a
@@ -17,17 +18,55 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// What users are told when they name a registry image.
+use super::registry::{self, RegistrySettings};
+
+/// What users are told when a registry pull cannot even be attempted on this node.
 pub const NO_REGISTRY: &str = "registry pulls are not available on this node: use an OCI layout (oci:PATH) or archive (oci-archive:PATH)";
 
 /// Why an image could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// Not `oci:` or `oci-archive:`.
+    /// A registry pull cannot be attempted here.
     #[error("image {reference:?}: {NO_REGISTRY}")]
     Registry {
         /// The reference.
         reference: String,
+    },
+    /// The registry has no such repository, tag or digest.
+    #[error("image {reference} not found")]
+    NotFound {
+        /// The reference.
+        reference: String,
+    },
+    /// The registry could not be reached.
+    #[error("image {reference}: registry {registry} is unreachable: {message}")]
+    Unreachable {
+        /// The reference.
+        reference: String,
+        /// The registry (`HOST[:PORT]`).
+        registry: String,
+        /// Why.
+        message: String,
+    },
+    /// The registry refused our credentials (or their absence).
+    #[error("image {reference}: registry {registry} refused access (unauthorized): {message}")]
+    Unauthorized {
+        /// The reference.
+        reference: String,
+        /// The registry.
+        registry: String,
+        /// What it said.
+        message: String,
+    },
+    /// The registry answered with an error we do not classify.
+    #[error("image {reference}: pulling from registry {registry}: {message}")]
+    Pull {
+        /// The reference.
+        reference: String,
+        /// The registry.
+        registry: String,
+        /// What went wrong.
+        message: String,
     },
     /// The layout is malformed or lacks what we need.
     #[error("image {reference:?}: {message}")]
@@ -90,20 +129,20 @@ pub enum ImageRef {
         /// The tag.
         tag: Option<String>,
     },
+    /// An image in a registry (`busybox` is `docker.io/library/busybox:latest`).
+    Registry(oci_client::Reference),
 }
 
 impl ImageRef {
     /// Parses `oci:PATH[:TAG]` or `oci-archive:PATH[:TAG]`; anything else is a registry
-    /// name, which this node cannot pull.
+    /// reference (`[REGISTRY/]REPOSITORY[:TAG][@DIGEST]`).
     pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
         let (archive, rest) = if let Some(rest) = reference.strip_prefix("oci-archive:") {
             (true, rest)
         } else if let Some(rest) = reference.strip_prefix("oci:") {
             (false, rest)
         } else {
-            return Err(ImageError::Registry {
-                reference: reference.into(),
-            });
+            return super::registry::parse(reference).map(ImageRef::Registry);
         };
         if rest.is_empty() {
             return Err(ImageError::Invalid {
@@ -162,14 +201,15 @@ pub struct Image {
 #[derive(Clone, Debug)]
 pub struct ImageStore {
     dir: PathBuf,
+    registry: RegistrySettings,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
+pub(super) struct Descriptor {
     #[serde(default)]
     media_type: String,
-    digest: String,
+    pub(super) digest: String,
     #[serde(default)]
     platform: Option<Platform>,
     #[serde(default)]
@@ -185,16 +225,16 @@ struct Platform {
 }
 
 #[derive(Deserialize)]
-struct Index {
+pub(super) struct Index {
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    pub(super) manifests: Vec<Descriptor>,
 }
 
 #[derive(Deserialize)]
-struct Manifest {
-    config: Descriptor,
+pub(super) struct Manifest {
+    pub(super) config: Descriptor,
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    pub(super) layers: Vec<Descriptor>,
 }
 
 #[derive(Deserialize)]
@@ -203,13 +243,13 @@ struct ConfigBlob {
     config: Option<ImageConfig>,
 }
 
-const INDEX_TYPES: &[&str] = &[
+pub(super) const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
 /// The part of a blob path after `blobs/`: `sha256/<hex>`, checked.
-fn blob_rel(digest: &str) -> Option<PathBuf> {
+pub(super) fn blob_rel(digest: &str) -> Option<PathBuf> {
     let (algo, hex) = digest.split_once(':')?;
     let ok = algo == "sha256" && hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit());
     ok.then(|| Path::new(algo).join(hex))
@@ -327,7 +367,7 @@ impl Reader<'_> {
 }
 
 /// The only descriptor, else the linux/amd64 one.
-fn pick_platform(candidates: &[Descriptor]) -> Option<&Descriptor> {
+pub(super) fn pick_platform(candidates: &[Descriptor]) -> Option<&Descriptor> {
     if let [only] = candidates {
         return Some(only);
     }
@@ -339,9 +379,19 @@ fn pick_platform(candidates: &[Descriptor]) -> Option<&Descriptor> {
 }
 
 impl ImageStore {
-    /// A store in `dir` (`<data-dir>/images`).
+    /// A store in `dir` (`<data-dir>/images`), pulling from registries with this
+    /// process's settings ([`registry::configure`]).
     pub fn new(dir: PathBuf) -> Self {
-        ImageStore { dir }
+        ImageStore {
+            dir,
+            registry: registry::configured(),
+        }
+    }
+
+    /// The same store with other registry settings.
+    pub fn with_registry(mut self, settings: RegistrySettings) -> Self {
+        self.registry = settings;
+        self
     }
 
     /// Where unpacked images live.
@@ -386,7 +436,31 @@ impl ImageStore {
                 unpack_layer(&mut ar, &layout, reference, "archive")?;
                 self.pull_layout(reference, &layout, tag.as_deref())
             }
+            ImageRef::Registry(image) => self.pull_registry(reference, &image),
         }
+    }
+
+    /// Fetches `image` into the content store (unless its digest is unpacked already)
+    /// and unpacks it from there. Concurrent pulls of one reference are one pull.
+    fn pull_registry(
+        &self,
+        reference: &str,
+        image: &oci_client::Reference,
+    ) -> Result<Image, ImageError> {
+        let flight = registry::flight(image);
+        let _one = flight.lock().unwrap_or_else(|e| e.into_inner());
+        let content = self.dir.join(registry::CONTENT_DIR);
+        let unpacked = |digest: &str| self.unpacked_dir(digest).join("config.json").is_file();
+        let digest = registry::fetch(&self.registry, reference, image, &content, &unpacked)?;
+        let r = Reader {
+            reference,
+            layout: &content,
+        };
+        self.unpack(&r, &digest)
+    }
+
+    fn unpacked_dir(&self, digest: &str) -> PathBuf {
+        self.dir.join(digest.replacen(':', "-", 1))
     }
 
     fn pull_layout(
@@ -397,20 +471,26 @@ impl ImageStore {
     ) -> Result<Image, ImageError> {
         let r = Reader { reference, layout };
         let digest = r.manifest_digest(tag)?;
+        self.unpack(&r, &digest)
+    }
+
+    /// Unpacks manifest `digest` from `r`'s layout, unless already done.
+    fn unpack(&self, r: &Reader<'_>, digest: &str) -> Result<Image, ImageError> {
+        let reference = r.reference;
         let name = digest.replacen(':', "-", 1);
         let done = self.dir.join(&name);
         let image_config = done.join("config.json");
         if image_config.is_file() {
-            return read_unpacked(reference, &digest, &done);
+            return read_unpacked(reference, digest, &done);
         }
         // One unpack at a time in this process: a hundred instances of one App starting
         // together unpack their image once, the others then find it done.
         static UNPACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = UNPACK.lock().unwrap_or_else(|e| e.into_inner());
         if image_config.is_file() {
-            return read_unpacked(reference, &digest, &done);
+            return read_unpacked(reference, digest, &done);
         }
-        let manifest: Manifest = r.json_blob(&digest)?;
+        let manifest: Manifest = r.json_blob(digest)?;
         let config: ConfigBlob = r.json_blob(&manifest.config.digest)?;
         let tmp = tempdir_in(&self.dir, &name).map_err(r.io("creating", &self.dir))?;
         let rootfs = tmp.path().join("rootfs");
@@ -438,7 +518,7 @@ impl ImageStore {
             }
         }
         tracing::info!(%reference, %digest, "image unpacked");
-        read_unpacked(reference, &digest, &done)
+        read_unpacked(reference, digest, &done)
     }
 }
 
@@ -857,13 +937,15 @@ mod tests {
                 tag: None
             })
         );
-        let err = ImageRef::parse("docker.io/library/busybox").err();
-        assert_eq!(
-            err.map(|e| e.to_string()),
-            Some(format!(
-                "image \"docker.io/library/busybox\": {NO_REGISTRY}"
-            ))
-        );
+        let Ok(ImageRef::Registry(r)) = ImageRef::parse("busybox") else {
+            panic!("busybox is a registry reference");
+        };
+        assert_eq!(r.whole(), "docker.io/library/busybox:latest");
+        let msg = ImageRef::parse("two words")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("not an image reference"), "{msg}");
     }
 
     #[test]
