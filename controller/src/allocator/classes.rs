@@ -21,6 +21,9 @@ pub fn cacheable(c: &NamedConstraint) -> bool {
 pub struct NodeClasses {
     class_of: Vec<u32>,
     ids: HashMap<BTreeMap<String, String>, u32>,
+    /// Each class's attributes, by id: a few hundred small maps that stay in cache,
+    /// where reading a node's own would cost a cache miss per node.
+    attributes: Vec<BTreeMap<String, String>>,
 }
 
 impl NodeClasses {
@@ -34,8 +37,22 @@ impl NodeClasses {
     }
 
     fn id_for(&mut self, attributes: &BTreeMap<String, String>) -> u32 {
-        let next = self.ids.len() as u32;
-        *self.ids.entry(attributes.clone()).or_insert(next)
+        if let Some(id) = self.ids.get(attributes) {
+            return *id;
+        }
+        let id = self.attributes.len() as u32;
+        self.ids.insert(attributes.clone(), id);
+        self.attributes.push(attributes.clone());
+        id
+    }
+
+    /// The value every node of `class` has for the attribute `field` (not `hostname`,
+    /// which is no attribute).
+    pub fn value(&self, class: u32, field: &str) -> Option<&str> {
+        self.attributes
+            .get(class as usize)
+            .and_then(|a| a.get(field))
+            .map(String::as_str)
     }
 
     pub fn of(&self, node: usize) -> u32 {

@@ -32,6 +32,9 @@ pub struct FieldCounts {
     /// The value of the first instance placed (CLUSTER without a value).
     first: Option<String>,
     total: u32,
+    /// For `hostname`: the counts again, by a hash of the value, so the walk can rule
+    /// out most nodes from a hash it keeps instead of reading each node's name.
+    hashed: Option<HashMap<u64, u32, BuildHasherDefault<MixHasher>>>,
 }
 
 impl FieldCounts {
@@ -61,6 +64,9 @@ impl FieldCounts {
             dec(&mut self.histogram, old);
         }
         *self.histogram.entry(new).or_insert(0) += 1;
+        if let Some(h) = &mut self.hashed {
+            *h.entry(value_hash(value)).or_insert(0) += 1;
+        }
         if self.first.is_none() {
             self.first = Some(value.to_string());
         }
@@ -74,6 +80,15 @@ impl FieldCounts {
         let old = *c;
         *c -= 1;
         dec(&mut self.histogram, old);
+        if let Some(h) = &mut self.hashed {
+            let k = value_hash(value);
+            if let Some(n) = h.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    h.remove(&k);
+                }
+            }
+        }
         if *c == 0 {
             self.counts.remove(value);
         } else {
@@ -84,6 +99,11 @@ impl FieldCounts {
             self.first = None;
         }
     }
+}
+
+/// The hash [`AppCounters::matches_hashed`] takes: of a node's name, for `hostname`.
+pub fn value_hash(value: &str) -> u64 {
+    crate::fingerprint::fnv1a64(value.as_bytes())
 }
 
 fn dec(h: &mut BTreeMap<u32, u32>, key: u32) {
@@ -108,7 +128,11 @@ impl AppCounters {
         for c in constraints {
             if depends_on_placed(&c.parsed.op) && !fields.iter().any(|(f, _)| *f == c.parsed.field)
             {
-                fields.push((c.parsed.field.clone(), FieldCounts::default()));
+                let counts = FieldCounts {
+                    hashed: (c.parsed.field == "hostname").then(HashMap::default),
+                    ..FieldCounts::default()
+                };
+                fields.push((c.parsed.field.clone(), counts));
             }
         }
         AppCounters { fields }
@@ -146,6 +170,19 @@ impl AppCounters {
 
     pub fn field(&self, name: &str) -> Option<&FieldCounts> {
         self.fields.iter().find(|(f, _)| f == name).map(|(_, c)| c)
+    }
+
+    /// `Some(true)` when the hash of a node's value (see [`value_hash`]) alone shows that
+    /// `c` (UNIQUE or MAX_PER on `hostname`) holds there: the instances counted under
+    /// that hash are at least those on the value. None: ask [`AppCounters::matches`].
+    pub fn matches_hashed(&self, c: &ParsedConstraint, hash: u64) -> Option<bool> {
+        let hashed = self.field(&c.field)?.hashed.as_ref()?;
+        let n = hashed.get(&hash).copied().unwrap_or(0);
+        match c.op {
+            ConstraintOp::Unique => (n == 0).then_some(true),
+            ConstraintOp::MaxPer(k) => (n < k).then_some(true),
+            _ => None,
+        }
     }
 
     /// Same answer as `c.matches(value, placed)` with `placed` the values this counts.

@@ -67,7 +67,7 @@ pub struct PortPool {
 
 impl PortPool {
     /// Ports in the node's ranges.
-    fn range_total(&self) -> usize {
+    pub(crate) fn range_total(&self) -> usize {
         self.ranges
             .iter()
             .map(|(a, b)| usize::from(b.saturating_sub(*a)) + 1)
@@ -89,7 +89,13 @@ impl PortPool {
     /// Whether `n` dynamic ports are free; counts exactly only when the cheap bound
     /// (every used port inside the ranges) says no.
     pub fn has_free(&self, n: usize) -> bool {
-        n == 0 || self.range_total().saturating_sub(self.used.len()) >= n || self.free_count() >= n
+        n == 0 || self.cheap_free() >= n || self.free_count() >= n
+    }
+
+    /// The cheap lower bound [`PortPool::has_free`] tries first: O(ranges), no walk
+    /// over the used ports.
+    pub(crate) fn cheap_free(&self) -> usize {
+        self.range_total().saturating_sub(self.used.len())
     }
 
     /// Whether the fixed host port `port` is free on this node.
@@ -198,7 +204,8 @@ impl NodeState {
                 ranges,
                 used: BTreeSet::new(),
             },
-            schedulable: !n.spec.unschedulable.unwrap_or(false),
+            schedulable: !n.spec.unschedulable.unwrap_or(false)
+                && !crate::controllers::nodes::in_maintenance(n),
             ready,
         }
     }

@@ -9,18 +9,28 @@
 //! are counted over the nodes examined. When nothing fits the walk has covered every
 //! node, so the "0/N nodes: …" message counts every node, as the exhaustive
 //! [`crate::allocator::place`] does.
+//!
+//! The walk reads a compact copy of what it checks on every node (`Hot`: amounts,
+//! free-port bound, state, class, name rank), stored in walk order, so it reads memory
+//! sequentially instead of chasing a `NodeState`, its attribute map and its port set
+//! per node; the full `NodeState` is read only for fixed host ports and hostname
+//! rules. Constraints whose answer is the same for every node of a class (attribute
+//! rules, and counter rules on an attribute while one placement is decided) are
+//! answered once per class and walk. The decisions are the ones the per-node checks
+//! made, node for node (the tests compare with the exhaustive reference).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::hash::BuildHasherDefault;
 
 use drover_api::ports::PortSpec;
 
-use crate::allocator::classes::{cacheable, FeasibilityCache, NodeClasses};
-use crate::allocator::counters::{depends_on_placed, AppCounters};
+use crate::allocator::classes::{cacheable, FeasibilityCache, MixHasher, NodeClasses};
+use crate::allocator::counters::{depends_on_placed, value_hash, AppCounters};
 use crate::allocator::filter::{NamedConstraint, Rejection};
 use crate::allocator::inventory::{Amounts, Inventory, NodeState};
 use crate::allocator::placement::Unplaceable;
-use crate::allocator::score::{score, Strategy};
+use crate::allocator::score::{score_amounts, Strategy};
 
 /// What one instance needs.
 #[derive(Clone, Debug)]
@@ -34,9 +44,15 @@ pub struct Ask<'a> {
     /// Identifies the constraint set in the feasibility cache.
     key: u64,
     dynamic: usize,
+    /// The fixed host ports, in the App's port order.
+    fixed: Vec<u16>,
     /// Per constraint (required, then preferred): how it is checked.
     checks: Vec<Check>,
     any_cached: bool,
+    /// Some constraint is answered per node (hostname rules).
+    per_node: bool,
+    /// Some constraint reads the counters, so class answers last one placement.
+    counted: bool,
 }
 
 /// How one constraint is checked on a node.
@@ -44,10 +60,19 @@ pub struct Ask<'a> {
 enum Check {
     /// From the class's cached mask.
     Cached,
-    /// From the App's counters.
-    Counted,
+    /// From the App's counters, on an attribute: the same for every node of a class
+    /// until the next instance is bound.
+    CountedClass,
+    /// From the App's counters, on the hostname.
+    CountedNode,
     /// Directly on the node's value (hostname-based attribute rules).
     Direct,
+}
+
+impl Check {
+    fn per_class(self) -> bool {
+        matches!(self, Check::Cached | Check::CountedClass)
+    }
 }
 
 impl<'a> Ask<'a> {
@@ -69,6 +94,7 @@ impl<'a> Ask<'a> {
             text.push('\n');
         }
         let dynamic = ports.iter().filter(|p| p.is_none()).count();
+        let fixed = ports.iter().flatten().copied().collect();
         let checks: Vec<Check> = required
             .iter()
             .chain(preferred)
@@ -77,16 +103,26 @@ impl<'a> Ask<'a> {
                 if k < 64 && cacheable(c) {
                     Check::Cached
                 } else if depends_on_placed(&c.parsed.op) {
-                    Check::Counted
+                    if c.parsed.field == "hostname" {
+                        Check::CountedNode
+                    } else {
+                        Check::CountedClass
+                    }
                 } else {
                     Check::Direct
                 }
             })
             .collect();
         let any_cached = checks.contains(&Check::Cached);
+        let per_node = checks.iter().any(|c| !c.per_class());
+        let counted = checks
+            .iter()
+            .any(|c| matches!(c, Check::CountedClass | Check::CountedNode));
         Ask {
             checks,
             any_cached,
+            per_node,
+            counted,
             resources,
             ports,
             required,
@@ -94,6 +130,7 @@ impl<'a> Ask<'a> {
             strategy,
             key: crate::fingerprint::fnv1a64(text.as_bytes()),
             dynamic,
+            fixed,
         }
     }
 
@@ -158,14 +195,94 @@ impl Reject {
     }
 }
 
+const READY: u8 = 0;
+const NOT_READY: u8 = 1;
+const UNSCHEDULABLE: u8 = 2;
+
+/// What the walk checks on every node it examines, copied out of the node's
+/// `NodeState` (kept in step by bind, unbind and refresh).
+#[derive(Clone, Copy, Debug)]
+struct Hot {
+    allocatable: Amounts,
+    used: Amounts,
+    /// The node's index in the inventory.
+    node: u32,
+    class: u32,
+    /// The node's place among all node names: ties in score go to the lower name.
+    name_rank: u32,
+    /// [`value_hash`] of the name, for hostname rules.
+    name_hash: u64,
+    /// [`crate::allocator::inventory::PortPool`]'s cheap bound on free ports.
+    cheap_ports: u32,
+    /// The node's port range when it has exactly one; `(1, 0)` otherwise.
+    range: (u16, u16),
+    single_range: bool,
+    state: u8,
+}
+
+impl Hot {
+    fn of(n: &NodeState, node: usize, class: u32, name_rank: u32) -> Hot {
+        let single_range = n.ports.ranges.len() == 1;
+        Hot {
+            allocatable: n.allocatable,
+            used: n.used,
+            node: node as u32,
+            class,
+            name_rank,
+            name_hash: value_hash(&n.name),
+            cheap_ports: n.ports.cheap_free().min(u32::MAX as usize) as u32,
+            range: if single_range {
+                n.ports.ranges[0]
+            } else {
+                (1, 0)
+            },
+            single_range,
+            state: if !n.ready {
+                NOT_READY
+            } else if !n.schedulable {
+                UNSCHEDULABLE
+            } else {
+                READY
+            },
+        }
+    }
+}
+
+/// No required constraint fails.
+const PASS: u32 = u32::MAX;
+
+/// A class's answer to an ask's per-class constraints: the first required one that
+/// fails (or [`PASS`]) and how many preferred ones hold. Valid while `stamp` is the
+/// placer's.
+#[derive(Clone, Copy, Debug, Default)]
+struct Verdict {
+    stamp: u32,
+    fail: u32,
+    bonus: u32,
+}
+
 /// The scheduler's state: the inventory, updated in place as instances are bound, the
 /// node classes and their feasibility cache, and where the walk stopped.
 pub struct Placer {
+    /// Read it freely; change nodes only through [`Placer::bind`], [`Placer::unbind`]
+    /// and [`Placer::refresh_node`], which keep the walk's copy in step.
     pub inv: Inventory,
     classes: NodeClasses,
     pub cache: FeasibilityCache,
-    order: Vec<u32>,
+    /// Per walk position (the shuffled order), what the walk checks.
+    hot: Vec<Hot>,
+    /// Per node, its walk position.
+    pos: Vec<u32>,
+    /// Per host port in use on some node: a bit per walk position, set where it is in
+    /// use — so a fixed host port is checked without reading each node's port set.
+    port_bits: HashMap<u16, Vec<u64>, BuildHasherDefault<MixHasher>>,
     cursor: usize,
+    /// Per class, its answer for the ask being placed.
+    verdicts: Vec<Verdict>,
+    stamp: u32,
+    /// The counter-free ask whose verdicts are current: they stay valid across its
+    /// placements.
+    memo: Option<u64>,
     /// Every rejection of every placement, by reason.
     pub rejections: BTreeMap<String, u64>,
     /// Overrides the candidate limit (`Some(usize::MAX)` = score every feasible node).
@@ -177,7 +294,8 @@ impl Placer {
     /// A placer over `inv`, walking the nodes in an order shuffled by `seed`.
     pub fn new(inv: Inventory, seed: u64) -> Self {
         let classes = NodeClasses::new(&inv.nodes);
-        let mut order: Vec<u32> = (0..inv.nodes.len() as u32).collect();
+        let nodes = &inv.nodes;
+        let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
         let mut x = seed | 1;
         for i in (1..order.len()).rev() {
             x ^= x << 13;
@@ -185,12 +303,46 @@ impl Placer {
             x ^= x << 17;
             order.swap(i, (x % (i as u64 + 1)) as usize);
         }
+        // Equal names get equal ranks, so comparing ranks is comparing names.
+        let mut by_name: Vec<u32> = (0..nodes.len() as u32).collect();
+        by_name.sort_by(|a, b| nodes[*a as usize].name.cmp(&nodes[*b as usize].name));
+        let mut rank = vec![0u32; nodes.len()];
+        let mut r = 0u32;
+        for (k, &i) in by_name.iter().enumerate() {
+            if k > 0 && nodes[by_name[k - 1] as usize].name != nodes[i as usize].name {
+                r = k as u32;
+            }
+            rank[i as usize] = r;
+        }
+        let mut pos = vec![0u32; nodes.len()];
+        let words = nodes.len().div_ceil(64);
+        let mut port_bits: HashMap<u16, Vec<u64>, BuildHasherDefault<MixHasher>> =
+            HashMap::default();
+        for (p, &i) in order.iter().enumerate() {
+            for port in &nodes[i as usize].ports.used {
+                port_bits.entry(*port).or_insert_with(|| vec![0; words])[p / 64] |= 1 << (p % 64);
+            }
+        }
+        let hot = order
+            .iter()
+            .enumerate()
+            .map(|(p, &i)| {
+                let i = i as usize;
+                pos[i] = p as u32;
+                Hot::of(&nodes[i], i, classes.of(i), rank[i])
+            })
+            .collect();
         Placer {
+            verdicts: vec![Verdict::default(); classes.count()],
             inv,
             classes,
             cache: FeasibilityCache::default(),
-            order,
+            hot,
+            pos,
+            port_bits,
             cursor: 0,
+            stamp: 0,
+            memo: None,
             rejections: BTreeMap::new(),
             limit: None,
             buf: String::new(),
@@ -217,6 +369,33 @@ impl Placer {
         }
     }
 
+    /// Forgets every class verdict.
+    fn invalidate(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            for v in &mut self.verdicts {
+                v.stamp = 0;
+            }
+            self.stamp = 1;
+        }
+        self.memo = None;
+    }
+
+    /// Class verdicts from an earlier placement still hold for a counter-free ask with
+    /// the same constraints; otherwise they are recomputed as classes come up.
+    fn begin(&mut self, ask: &Ask<'_>) {
+        if self.verdicts.len() < self.classes.count() {
+            self.verdicts
+                .resize(self.classes.count(), Verdict::default());
+        }
+        if ask.counted || self.memo != Some(ask.key) {
+            self.invalidate();
+            if !ask.counted {
+                self.memo = Some(ask.key);
+            }
+        }
+    }
+
     /// Chooses a node for one instance of the App whose placed instances `counters`
     /// counts. Does not bind: call [`Placer::bind`] with the decision.
     pub fn place(
@@ -224,36 +403,41 @@ impl Placer {
         ask: &Ask<'_>,
         counters: &AppCounters,
     ) -> Result<Decision, Unplaceable> {
-        let n = self.order.len();
+        let n = self.hot.len();
         let limit = self.limit_for(ask);
         // Stop early once something fits and this many nodes were looked at: a rare
         // feasible node (GROUP_BY near the end of a round) must not cost a full scan.
         let scan_cap = limit.saturating_mul(4).max(64);
+        self.begin(ask);
         let mut reasons: Vec<(Reject, usize)> = Vec::new();
-        let mut best: Option<(f64, usize)> = None;
+        // (score, name rank, position)
+        let mut best: Option<(f64, u32, usize)> = None;
         let mut feasible = 0;
         let mut examined = 0;
         while examined < n {
-            let i = self.order[(self.cursor + examined) % n] as usize;
+            let mut p = self.cursor + examined;
+            if p >= n {
+                p -= n;
+            }
             examined += 1;
-            match self.check(ask, counters, i) {
+            match self.check(ask, counters, p) {
                 Err(r) => match reasons.iter_mut().find(|(k, _)| *k == r) {
                     Some((_, c)) => *c += 1,
                     None => reasons.push((r, 1)),
                 },
                 Ok(bonus) => {
                     feasible += 1;
-                    let node = &self.inv.nodes[i];
-                    let s = score(ask.strategy, node, &ask.resources) + bonus;
+                    let h = &self.hot[p];
+                    let s = score_amounts(ask.strategy, &h.allocatable, &h.used, &ask.resources)
+                        + bonus;
                     let better = match best {
                         None => true,
-                        Some((bs, bi)) => {
-                            s > bs + 1e-12
-                                || ((s - bs).abs() <= 1e-12 && node.name < self.inv.nodes[bi].name)
+                        Some((bs, br, _)) => {
+                            s > bs + 1e-12 || ((s - bs).abs() <= 1e-12 && h.name_rank < br)
                         }
                     };
                     if better {
-                        best = Some((s, i));
+                        best = Some((s, h.name_rank, p));
                     }
                     if feasible >= limit || examined >= scan_cap {
                         break;
@@ -273,8 +457,8 @@ impl Placer {
             }
         }
         match best {
-            Some((_, node)) => Ok(Decision {
-                node,
+            Some((_, _, p)) => Ok(Decision {
+                node: self.hot[p].node as usize,
                 examined,
                 feasible,
             }),
@@ -291,62 +475,64 @@ impl Placer {
         }
     }
 
-    /// Every filter, in the order of [`crate::allocator::filter::default_filters`], then
-    /// fixed host ports; Ok carries the preferred-rule bonus.
-    fn check(&mut self, ask: &Ask<'_>, counters: &AppCounters, i: usize) -> Result<f64, Reject> {
-        let node = &self.inv.nodes[i];
-        if !node.ready {
-            return Err(Reject::Plain(RejectKind::NotReady));
+    /// Every filter on the node at walk position `p`, in the order of
+    /// [`crate::allocator::filter::default_filters`], then fixed host ports; Ok carries
+    /// the preferred-rule bonus.
+    fn check(&mut self, ask: &Ask<'_>, counters: &AppCounters, p: usize) -> Result<f64, Reject> {
+        let h = self.hot[p];
+        match h.state {
+            READY => {}
+            NOT_READY => return Err(Reject::Plain(RejectKind::NotReady)),
+            _ => return Err(Reject::Plain(RejectKind::Unschedulable)),
         }
-        if !node.schedulable {
-            return Err(Reject::Plain(RejectKind::Unschedulable));
-        }
-        if let Some(what) = node.free().shortfall(&ask.resources) {
+        if let Some(what) = h.allocatable.minus(&h.used).shortfall(&ask.resources) {
             return Err(Reject::Plain(RejectKind::Insufficient(what)));
         }
-        let fixed = ask.ports.len() - ask.dynamic;
-        let fixed_in_range = if fixed == 0 {
-            0
-        } else {
-            ask.ports
-                .iter()
-                .flatten()
-                .filter(|p| {
-                    node.ports
-                        .ranges
-                        .iter()
-                        .any(|(a, b)| (*a..=*b).contains(*p))
-                })
-                .count()
-        };
-        if !node.ports.has_free(ask.dynamic + fixed_in_range) {
-            return Err(Reject::Plain(RejectKind::Ports));
-        }
-        if fixed > 0 {
-            if let Some(p) = ask
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| !node.ports.is_free(**p))
-            {
-                return Err(Reject::Plain(RejectKind::PortInUse(*p)));
+        let i = h.node as usize;
+        if !ask.ports.is_empty() {
+            let fixed_in_range = if ask.fixed.is_empty() {
+                0
+            } else if h.single_range {
+                let (a, b) = h.range;
+                ask.fixed.iter().filter(|p| (a..=b).contains(*p)).count()
+            } else {
+                let ranges = &self.inv.nodes[i].ports.ranges;
+                ask.fixed
+                    .iter()
+                    .filter(|p| ranges.iter().any(|(a, b)| (*a..=*b).contains(*p)))
+                    .count()
+            };
+            let need = ask.dynamic + fixed_in_range;
+            if need > h.cheap_ports as usize && !self.inv.nodes[i].ports.has_free(need) {
+                return Err(Reject::Plain(RejectKind::Ports));
+            }
+            if let Some(port) = ask.fixed.iter().find(|port| self.port_used(p, **port)) {
+                return Err(Reject::Plain(RejectKind::PortInUse(*port)));
             }
         }
-        let mask = if ask.any_cached {
-            self.cache
-                .failing(ask.key, self.classes.of(i), ask.all(), node)
-        } else {
-            0
-        };
+        if ask.checks.is_empty() {
+            return Ok(0.0);
+        }
+        let v = self.verdict(ask, counters, h.class, i);
+        if !ask.per_node {
+            return match v.fail {
+                PASS => Ok(f64::from(v.bonus)),
+                k => Err(Reject::Constraint(k as usize)),
+            };
+        }
+        let node = &self.inv.nodes[i];
         let holds = |k: usize, c: &NamedConstraint| -> bool {
             match ask.checks[k] {
-                Check::Cached => mask & (1 << k) == 0,
-                Check::Counted => counters.matches(&c.parsed, node.field(&c.parsed.field)),
+                Check::CountedNode => counters
+                    .matches_hashed(&c.parsed, h.name_hash)
+                    .unwrap_or_else(|| counters.matches(&c.parsed, node.field(&c.parsed.field))),
                 Check::Direct => c.parsed.matches(node.field(&c.parsed.field), &[]),
+                // Reached only before the class's first failing one: it holds.
+                Check::Cached | Check::CountedClass => true,
             }
         };
         for (k, c) in ask.required.iter().enumerate() {
-            if !holds(k, c) {
+            if k as u32 == v.fail || !holds(k, c) {
                 return Err(Reject::Constraint(k));
             }
         }
@@ -355,9 +541,101 @@ impl Placer {
             .preferred
             .iter()
             .enumerate()
-            .filter(|(k, c)| holds(base + k, c))
+            .filter(|(k, c)| !ask.checks[base + k].per_class() && holds(base + k, c))
             .count();
-        Ok(bonus as f64)
+        Ok((bonus as u32 + v.bonus) as f64)
+    }
+
+    /// The per-class constraints' answer for nodes of `class` (`node` is one of them),
+    /// computed on the first node of the class the walk meets.
+    fn verdict(
+        &mut self,
+        ask: &Ask<'_>,
+        counters: &AppCounters,
+        class: u32,
+        node: usize,
+    ) -> Verdict {
+        if let Some(v) = self.verdicts.get(class as usize) {
+            if v.stamp == self.stamp {
+                return *v;
+            }
+        }
+        let mask = if ask.any_cached {
+            self.cache
+                .failing(ask.key, class, ask.all(), &self.inv.nodes[node])
+        } else {
+            0
+        };
+        let mut v = Verdict {
+            stamp: self.stamp,
+            fail: PASS,
+            bonus: 0,
+        };
+        for (k, c) in ask.all().enumerate() {
+            let holds = match ask.checks[k] {
+                Check::Cached => mask & (1 << k) == 0,
+                Check::CountedClass => {
+                    counters.matches(&c.parsed, self.classes.value(class, &c.parsed.field))
+                }
+                Check::CountedNode | Check::Direct => continue,
+            };
+            if k < ask.required.len() {
+                if !holds {
+                    v.fail = k as u32;
+                    break;
+                }
+            } else if holds {
+                v.bonus += 1;
+            }
+        }
+        if let Some(slot) = self.verdicts.get_mut(class as usize) {
+            *slot = v;
+        }
+        v
+    }
+
+    /// Whether `port` is in use on the node at walk position `p`.
+    fn port_used(&self, p: usize, port: u16) -> bool {
+        self.port_bits
+            .get(&port)
+            .and_then(|w| w.get(p / 64))
+            .is_some_and(|w| w >> (p % 64) & 1 == 1)
+    }
+
+    /// Copies node `i`'s ports in `ports` into the walk's bits.
+    fn sync_ports(&mut self, i: usize, ports: &[u16]) {
+        let (Some(n), Some(&p)) = (self.inv.nodes.get(i), self.pos.get(i)) else {
+            return;
+        };
+        let p = p as usize;
+        let words = self.hot.len().div_ceil(64);
+        for port in ports {
+            let used = n.ports.used.contains(port);
+            let bits = match self.port_bits.get_mut(port) {
+                Some(b) => b,
+                None if used => self
+                    .port_bits
+                    .entry(*port)
+                    .or_insert_with(|| vec![0; words]),
+                None => continue,
+            };
+            if used {
+                bits[p / 64] |= 1 << (p % 64);
+            } else {
+                bits[p / 64] &= !(1 << (p % 64));
+            }
+        }
+    }
+
+    /// Copies node `i`'s state into the walk's view of it.
+    fn sync(&mut self, i: usize) {
+        let (Some(n), Some(&p)) = (self.inv.nodes.get(i), self.pos.get(i)) else {
+            return;
+        };
+        let Some(h) = self.hot.get_mut(p as usize) else {
+            return;
+        };
+        *h = Hot::of(n, i, self.classes.of(i), h.name_rank);
     }
 
     /// Binds one instance to `node`: resources, host ports (fixed ones as asked, dynamic
@@ -370,14 +648,14 @@ impl Placer {
         counters: &mut AppCounters,
     ) -> Option<Vec<u16>> {
         let n = self.inv.nodes.get_mut(node)?;
-        if ask.ports.iter().flatten().any(|p| !n.ports.is_free(*p)) {
+        if ask.fixed.iter().any(|p| !n.ports.is_free(*p)) {
             return None;
         }
-        for p in ask.ports.iter().flatten() {
+        for p in &ask.fixed {
             n.ports.used.insert(*p);
         }
         let Some(mut dynamic) = n.ports.take(ask.dynamic) else {
-            for p in ask.ports.iter().flatten() {
+            for p in &ask.fixed {
                 n.ports.used.remove(p);
             }
             return None;
@@ -390,6 +668,8 @@ impl Placer {
             .collect();
         n.used.add(&ask.resources);
         counters.add(n);
+        self.sync(node);
+        self.sync_ports(node, &host_ports);
         Some(host_ports)
     }
 
@@ -405,6 +685,8 @@ impl Placer {
         if let Some(n) = self.inv.nodes.get(node) {
             counters.remove(n);
         }
+        self.sync(node);
+        self.sync_ports(node, host_ports);
     }
 
     /// Replaces what node `i` is (attributes, capacity, state) with `fresh`, keeping
@@ -423,7 +705,9 @@ impl Placer {
             let snapshot = n.clone();
             self.classes.reclassify(i, &snapshot);
             self.cache.clear();
+            self.invalidate();
         }
+        self.sync(i);
     }
 
     pub fn nodes(&self) -> &[NodeState] {
@@ -548,6 +832,131 @@ mod tests {
             assert!(placed.len() >= 20, "set {s}: only {} placed", placed.len());
             assert!(placer.cache.hits > 0 || set.iter().all(|c| !cacheable(c)));
         }
+    }
+
+    /// The per-node reference walk (what the placer did before it kept a compact copy):
+    /// every check on the `NodeState` itself, in the placer's walk order.
+    fn reference_walk(
+        nodes: &[NodeState],
+        order: &[usize],
+        cursor: &mut usize,
+        limit: usize,
+        ask: &Ask<'_>,
+        counters: &AppCounters,
+    ) -> Option<(usize, usize, usize)> {
+        let n = order.len();
+        let scan_cap = limit.saturating_mul(4).max(64);
+        let (mut best, mut feasible, mut examined): (Option<(f64, usize)>, usize, usize) =
+            (None, 0, 0);
+        while examined < n {
+            let i = order[(*cursor + examined) % n];
+            examined += 1;
+            let node = &nodes[i];
+            let fixed_in_range = ask
+                .fixed
+                .iter()
+                .filter(|p| {
+                    node.ports
+                        .ranges
+                        .iter()
+                        .any(|(a, b)| (*a..=*b).contains(*p))
+                })
+                .count();
+            let values = |c: &NamedConstraint| node.field(&c.parsed.field);
+            let ok = node.ready
+                && node.schedulable
+                && node.free().shortfall(&ask.resources).is_none()
+                && node.ports.has_free(ask.dynamic + fixed_in_range)
+                && ask.fixed.iter().all(|p| node.ports.is_free(*p))
+                && ask
+                    .required
+                    .iter()
+                    .all(|c| counters.matches(&c.parsed, values(c)));
+            if !ok {
+                continue;
+            }
+            feasible += 1;
+            let bonus = ask
+                .preferred
+                .iter()
+                .filter(|c| counters.matches(&c.parsed, values(c)))
+                .count() as f64;
+            let s = crate::allocator::score::score(ask.strategy, node, &ask.resources) + bonus;
+            let better = match best {
+                None => true,
+                Some((bs, bi)) => {
+                    s > bs + 1e-12 || ((s - bs).abs() <= 1e-12 && node.name < nodes[bi].name)
+                }
+            };
+            if better {
+                best = Some((s, i));
+            }
+            if feasible >= limit || examined >= scan_cap {
+                break;
+            }
+        }
+        *cursor = (*cursor + examined) % n;
+        best.map(|(_, i)| (i, examined, feasible))
+    }
+
+    /// With the default (sampled) limit, the compact walk makes the decisions the
+    /// per-node walk makes, node for node, over Apps mixing fixed host ports, hostname
+    /// and rack rules, preferred rules, binds and unbinds.
+    #[test]
+    fn the_compact_walk_decides_as_the_per_node_walk() {
+        let sets = [
+            (rules(&[]), rules(&[])),
+            (rules(&[("hostname", "UNIQUE", None)]), rules(&[])),
+            (rules(&[("rack", "GROUP_BY", None)]), rules(&[])),
+            (
+                rules(&[
+                    ("zone", "IN", Some("z0,z1")),
+                    ("hostname", "MAX_PER", Some("2")),
+                ]),
+                rules(&[
+                    ("rack", "IS", Some("r3")),
+                    ("hostname", "LIKE", Some(".*[13]")),
+                ]),
+            ),
+            (
+                rules(&[("rack", "MAX_PER", Some("4"))]),
+                rules(&[("zone", "CLUSTER", None)]),
+            ),
+        ];
+        let mut placer = Placer::new(cluster(300, 77), 5);
+        let order: Vec<usize> = placer.hot.iter().map(|h| h.node as usize).collect();
+        let mut cursor = 0;
+        let mut decisions = 0;
+        for (s, (required, preferred)) in sets.iter().enumerate() {
+            let ports = match s % 3 {
+                0 => vec![None],
+                1 => vec![Some(9000 + s as u16), None],
+                _ => vec![],
+            };
+            let ask = Ask::new(want(0.5, 200), ports, required, preferred, Strategy::Spread);
+            let limit = placer.limit_for(&ask);
+            let mut counters = AppCounters::new(required.iter().chain(preferred));
+            let mut bound: Vec<(usize, Vec<u16>)> = Vec::new();
+            for k in 0..120 {
+                let expected =
+                    reference_walk(placer.nodes(), &order, &mut cursor, limit, &ask, &counters);
+                let got = placer.place(&ask, &counters).ok();
+                assert_eq!(
+                    got.map(|d| (d.node, d.examined, d.feasible)),
+                    expected,
+                    "set {s}, instance {k}"
+                );
+                let Some(d) = got else { break };
+                decisions += 1;
+                let ports = placer.bind(d.node, &ask, &mut counters).expect("ports");
+                bound.push((d.node, ports));
+                if k % 7 == 6 {
+                    let (node, ports) = bound.remove(k % bound.len());
+                    placer.unbind(node, &ask, &ports, &mut counters);
+                }
+            }
+        }
+        assert!(decisions > 300, "{decisions}");
     }
 
     /// With sampling (the default limit) every placement still passes every filter.

@@ -10,15 +10,22 @@ pub enum Strategy {
     BinPack,
 }
 
-/// How full the node would be after placing `want`, as its dominant share (0..=1).
-fn fullness(node: &NodeState, want: &Amounts) -> f64 {
-    let mut used = node.used;
-    used.add(want);
-    used.dominant_share(&node.allocatable)
+pub fn score(strategy: Strategy, node: &NodeState, want: &Amounts) -> f64 {
+    score_amounts(strategy, &node.allocatable, &node.used, want)
 }
 
-pub fn score(strategy: Strategy, node: &NodeState, want: &Amounts) -> f64 {
-    let f = fullness(node, want);
+/// [`score`] from a node's allocatable and used amounts alone, so the sampled walk can
+/// score from its compact copy of them (the same arithmetic, so the same result).
+pub fn score_amounts(
+    strategy: Strategy,
+    allocatable: &Amounts,
+    used: &Amounts,
+    want: &Amounts,
+) -> f64 {
+    // How full the node would be after placing `want`, as its dominant share (0..=1).
+    let mut after = *used;
+    after.add(want);
+    let f = after.dominant_share(allocatable);
     match strategy {
         Strategy::Spread => 1.0 - f,
         Strategy::BinPack => f,

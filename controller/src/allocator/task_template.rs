@@ -31,6 +31,8 @@ pub struct TaskTemplate {
     pieces: Vec<Piece>,
     /// Each port's JSON around its hostPort.
     port_pieces: Vec<(String, String)>,
+    /// The bytes of every literal piece: with the slots, what one Task takes.
+    literal_len: usize,
 }
 
 /// A short hash of the task template: tasks of an older version get replaced on
@@ -201,7 +203,7 @@ impl TaskTemplate {
             rest = &after[(end + 1).min(after.len())..];
         }
         pieces.push(Piece::Lit(rest.to_string()));
-        let port_pieces = app
+        let port_pieces: Vec<(String, String)> = app
             .spec
             .ports
             .iter()
@@ -219,11 +221,23 @@ impl TaskTemplate {
             Some(info) => crate::apiserver::objects::key(info, Some(namespace), ""),
             None => String::new(),
         };
+        let literal_len = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Lit(s) => s.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+            + port_pieces
+                .iter()
+                .map(|(a, b)| a.len() + b.len() + 1)
+                .sum::<usize>();
         TaskTemplate {
             app_name: app.metadata.name.clone().unwrap_or_default(),
             key_prefix,
             pieces,
             port_pieces,
+            literal_len,
         }
     }
 
@@ -241,7 +255,11 @@ impl TaskTemplate {
             .to_string();
         let mut name = String::with_capacity(self.app_name.len() + 16);
         let _ = write!(name, "{}-{instance}-{}", self.app_name, &uid[..5]);
-        let mut out = Vec::with_capacity(1024);
+        // Sized for this Task (the store keeps every value as allocated): the literal
+        // parts, the slots (name, uid, instance, node, host ports), a little for escapes.
+        let mut out = Vec::with_capacity(
+            self.literal_len + 2 * name.len() + uid.len() + node.len() + 6 * host_ports.len() + 32,
+        );
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => out.extend_from_slice(s.as_bytes()),
@@ -264,6 +282,9 @@ impl TaskTemplate {
                     out.push(b']');
                 }
             }
+        }
+        if out.capacity() - out.len() > 64 {
+            out.shrink_to_fit();
         }
         (format!("{}{name}", self.key_prefix), out)
     }

@@ -6,7 +6,10 @@
 //! Placement runs on its own thread and hands sealed batches to the committer, so
 //! deciding and committing overlap. The ceiling is the same store's raw batched-write
 //! rate for as many objects of the same sizes in batches of the same size, measured
-//! first in the same run.
+//! first in the same run — on a second, fresh store of the same kind given the same
+//! Nodes and Apps ([`run_with_ceiling`]), so both phases write into a store that starts
+//! alike; on the placement store itself the ceiling's million objects would stay, and
+//! every snapshot of the placement phase would write them again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
@@ -97,6 +100,10 @@ pub struct ScheduleReport {
     pub render_seconds: f64,
     /// Task keys found in the store after the run.
     pub stored_tasks: usize,
+    /// The ceiling was measured on a fresh store of its own.
+    pub separate_ceiling_store: bool,
+    /// Seconds waited, after the ceiling, for its store's threads to finish.
+    pub settle_seconds: f64,
 }
 
 impl ScheduleReport {
@@ -307,15 +314,27 @@ async fn list_all(
     Ok(out)
 }
 
-/// Runs the benchmark on `store` (empty, or at least without a `bench` namespace).
+/// Runs the benchmark on `store` (empty, or at least without a `bench` namespace),
+/// measuring the ceiling on it too, before placing.
 pub async fn run(
     store: Arc<dyn Store>,
+    opts: ScheduleOptions,
+) -> Result<ScheduleReport, BenchError> {
+    run_with_ceiling(store, None, opts).await
+}
+
+/// [`run`], measuring the ceiling on `ceiling` when given: an empty store of the same
+/// kind and settings, which gets the same Nodes and Apps first and is dropped after.
+pub async fn run_with_ceiling(
+    store: Arc<dyn Store>,
+    ceiling: Option<Arc<dyn Store>>,
     opts: ScheduleOptions,
 ) -> Result<ScheduleReport, BenchError> {
     let batch_size = opts.batch.max(1);
     let mut report = ScheduleReport {
         nodes: opts.nodes,
         tasks: opts.tasks,
+        separate_ceiling_store: ceiling.is_some(),
         ..Default::default()
     };
 
@@ -328,6 +347,9 @@ pub async fn run(
             Ok((k, serde_json::to_vec(n).unwrap_or_default()))
         })
         .collect::<Result<_, BenchError>>()?;
+    if let Some(c) = &ceiling {
+        write_all(c, node_objects.clone(), 1000).await?;
+    }
     write_all(&store, node_objects, 1000).await?;
     let apps = make_apps(&opts);
     report.apps = apps.len();
@@ -344,7 +366,10 @@ pub async fn run(
                 serde_json::to_vec(a).unwrap_or_default(),
             )
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if let Some(c) = &ceiling {
+        write_all(c, app_objects.clone(), 1000).await?;
+    }
     write_all(&store, app_objects, 1000).await?;
 
     // The inventory, from the Node objects as stored (with their revisions).
@@ -393,7 +418,13 @@ pub async fn run(
         })
         .collect::<Result<_, BenchError>>()?;
 
-    // The ceiling: as many Task-sized objects, same batch size, no placement.
+    // The ceiling: as many Task-sized objects, same batch size, no placement. With a
+    // store of its own for the ceiling, RSS is read before it: the placement store
+    // reuses the memory the dropped ceiling store frees, so reading after it would
+    // hide the placement store's growth.
+    if ceiling.is_some() {
+        report.rss_before_kib = rss_kib();
+    }
     let samples: Vec<Vec<u8>> = plans
         .iter()
         .cycle()
@@ -411,6 +442,7 @@ pub async fn run(
     let ceiling_prefix = "/drover-bench-ceiling/tasks/bench/app-00000-0-";
     let depth = opts.in_flight.max(1);
     report.in_flight = depth;
+    let ceiling_store = ceiling.unwrap_or_else(|| store.clone());
     let gate = Arc::new(tokio::sync::Semaphore::new(depth));
     let t = Instant::now();
     let mut i = 0;
@@ -429,7 +461,7 @@ pub async fn run(
             .acquire_owned()
             .await
             .map_err(|e| BenchError::Setup(e.to_string()))?;
-        let store = store.clone();
+        let store = ceiling_store.clone();
         writes.push(tokio::spawn(async move {
             let out = store.txn(txn).await;
             drop(permit);
@@ -442,10 +474,20 @@ pub async fn run(
     }
     report.ceiling_per_s = opts.tasks as f64 / t.elapsed().as_secs_f64().max(1e-9);
     drop(samples);
+    drop(ceiling_store);
+    if report.separate_ceiling_store {
+        // The dropped ceiling store's writer frees its objects and its last snapshot
+        // may still be writing: neither may run into the placement phase.
+        let t = Instant::now();
+        settle_store_threads(Duration::from_secs(120)).await;
+        report.settle_seconds = t.elapsed().as_secs_f64();
+    }
 
     // Placement on its own thread; commits here, up to `depth` transactions in flight
     // (the embedded store's group commit shares one fsync among them), as the ceiling.
-    report.rss_before_kib = rss_kib();
+    if !report.separate_ceiling_store {
+        report.rss_before_kib = rss_kib();
+    }
     let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Batch>(depth + 2);
     let (feedback_tx, feedback_rx) = std_mpsc::channel::<Feedback>();
     let inventory = Inventory::new(states);
@@ -532,6 +574,31 @@ pub async fn run(
     let prefix = crate::apiserver::objects::collection_prefix(task_info, Some(NAMESPACE));
     report.stored_tasks = count_keys(&store, &prefix).await?;
     Ok(report)
+}
+
+/// Waits (up to `limit`) until this process runs no embedded-store snapshot thread and
+/// at most one writer thread (the placement store's; the caller holds no other embedded
+/// store) — read from the thread names in `/proc/self/task`, the only view of a dropped
+/// store's background work.
+async fn settle_store_threads(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let (mut writers, mut snapshots) = (0, 0);
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                if comm.starts_with("drover-store-wr") {
+                    writers += 1;
+                } else if comm.starts_with("drover-store-sn") {
+                    snapshots += 1;
+                }
+            }
+        }
+        if writers <= 1 && snapshots == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn count_keys(store: &Arc<dyn Store>, prefix: &str) -> Result<usize, BenchError> {
@@ -830,6 +897,54 @@ mod tests {
             in_flight: 2,
         };
         run(store, opts).await.expect("bench runs")
+    }
+
+    /// With a store of its own for the ceiling, the ceiling's objects land there and
+    /// only the Tasks in the placement store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ceiling_can_have_a_store_of_its_own() {
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let store: Arc<dyn Store> =
+            Arc::new(drover_store::EmbeddedStore::open(a.path()).expect("store"));
+        let ceiling: Arc<dyn Store> =
+            Arc::new(drover_store::EmbeddedStore::open(b.path()).expect("store"));
+        let opts = ScheduleOptions {
+            nodes: 60,
+            tasks: 1000,
+            batch: 100,
+            inject_conflicts: 0,
+            seed: 2,
+            in_flight: 2,
+        };
+        let r = run_with_ceiling(store.clone(), Some(ceiling), opts)
+            .await
+            .expect("bench runs");
+        assert!(r.separate_ceiling_store);
+        assert!(r.settle_seconds < 60.0, "{}", r.settle_seconds);
+        // The run dropped the ceiling store and waited for its threads: it reopens.
+        let ceiling: Arc<dyn Store> =
+            Arc::new(drover_store::EmbeddedStore::open(b.path()).expect("reopens"));
+        assert_eq!(r.unplaced, 0, "{:?}", r.unplaced_reasons);
+        assert_eq!((r.committed, r.stored_tasks), (1000, 1000));
+        assert!(r.ceiling_per_s > 0.0);
+        assert_eq!(
+            count_keys(&store, "/drover-bench-ceiling/")
+                .await
+                .expect("count"),
+            0
+        );
+        assert_eq!(
+            count_keys(&ceiling, "/drover-bench-ceiling/")
+                .await
+                .expect("count"),
+            1000
+        );
+        let nodes = drover_api::find_kind("Node").expect("Node");
+        let prefix = crate::apiserver::objects::collection_prefix(nodes, None);
+        assert_eq!(count_keys(&ceiling, &prefix).await.expect("count"), 60);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

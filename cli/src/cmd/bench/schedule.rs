@@ -1,11 +1,13 @@
 //! `drover bench schedule`: simulated nodes in process, every instance placed by the
 //! real allocator and committed to the store in batched transactions (C1M). The last
 //! line is `placements/s: N (ceiling M/s, P%)`, the ceiling being the same store's raw
-//! batched-write rate for as many objects of the same sizes, measured in the same run.
+//! batched-write rate for as many objects of the same sizes, measured in the same run
+//! on a second, fresh store of the same kind (another embedded store, another etcd we
+//! start) holding the same Nodes and Apps: both phases start from the same store.
 
 use std::sync::Arc;
 
-use drover_controller::bench::schedule::{run as run_bench, ScheduleOptions, ScheduleReport};
+use drover_controller::bench::schedule::{run_with_ceiling, ScheduleOptions, ScheduleReport};
 use drover_store::{EmbeddedStore, EtcdServer, EtcdStore, Store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -53,27 +55,42 @@ pub fn run(args: ScheduleArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
-    // Kept alive until the run ends; dropping it stops etcd.
-    let mut _etcd: Option<EtcdServer> = None;
-    let (store, label): (Arc<dyn Store>, String) = match args.store {
+    // Kept alive until the run ends; dropping them stops etcd.
+    let mut _etcd: Vec<EtcdServer> = Vec::new();
+    let open_embedded = |name: &str| -> anyhow::Result<(Arc<dyn Store>, String)> {
+        let dir = work.path().join(name);
+        let store = EmbeddedStore::open(&dir)
+            .map_err(|e| anyhow::anyhow!("opening the embedded store in {}: {e}", dir.display()))?;
+        Ok((Arc::new(store), format!("embedded ({})", dir.display())))
+    };
+    let (store, label, ceiling): (Arc<dyn Store>, String, Option<Arc<dyn Store>>) = match args.store
+    {
         StoreKind::Embedded => {
-            let dir = work.path().join("store");
-            let store = EmbeddedStore::open(&dir).map_err(|e| {
-                anyhow::anyhow!("opening the embedded store in {}: {e}", dir.display())
-            })?;
-            (Arc::new(store), format!("embedded ({})", dir.display()))
+            let (store, label) = open_embedded("store")?;
+            let (ceiling, _) = open_embedded("ceiling-store")?;
+            (store, label, Some(ceiling))
         }
         StoreKind::Etcd => {
-            let endpoints = if args.etcd_endpoints.is_empty() {
+            let (endpoints, ceiling) = if args.etcd_endpoints.is_empty() {
                 let server = EtcdServer::start_in(Some(work.path()))?;
+                let other = EtcdServer::start_in(Some(work.path()))?;
                 let e = vec![server.endpoint().to_string()];
-                _etcd = Some(server);
-                e
+                let c = vec![other.endpoint().to_string()];
+                _etcd.push(server);
+                _etcd.push(other);
+                (e, Some(c))
             } else {
-                args.etcd_endpoints.clone()
+                // Someone else's etcd: the ceiling goes to it too, before placing.
+                (args.etcd_endpoints.clone(), None)
             };
-            let store = runtime.block_on(EtcdStore::connect(&endpoints))?;
-            (Arc::new(store), format!("etcd ({})", endpoints.join(",")))
+            let store: Arc<dyn Store> = Arc::new(runtime.block_on(EtcdStore::connect(&endpoints))?);
+            let ceiling = match ceiling {
+                Some(c) => {
+                    Some(Arc::new(runtime.block_on(EtcdStore::connect(&c))?) as Arc<dyn Store>)
+                }
+                None => None,
+            };
+            (store, format!("etcd ({})", endpoints.join(",")), ceiling)
         }
     };
     println!(
@@ -88,7 +105,7 @@ pub fn run(args: ScheduleArgs) -> anyhow::Result<()> {
         seed: args.seed,
         in_flight: args.in_flight,
     };
-    let report = runtime.block_on(run_bench(store, opts))?;
+    let report = runtime.block_on(run_with_ceiling(store, ceiling, opts))?;
     print_report(&report);
     anyhow::ensure!(
         report.committed == report.tasks,
@@ -108,6 +125,17 @@ fn print_report(r: &ScheduleReport) {
     println!(
         "committed: {} of {} tasks in {:.2} s ({} unplaced); {} task keys in the store",
         r.committed, r.tasks, r.seconds, r.unplaced, r.stored_tasks
+    );
+    println!(
+        "ceiling measured on {}",
+        if r.separate_ceiling_store {
+            format!(
+                "a fresh store of the same kind holding the same Nodes and Apps (then {:.1} s for its threads to finish)",
+                r.settle_seconds
+            )
+        } else {
+            "the same store, before placing (its objects stay during placement)".to_string()
+        }
     );
     println!(
         "placement thread: deciding {:.2} s, rendering Tasks {:.2} s; {:.1} nodes examined per task; class cache {} hits / {} misses",
