@@ -721,33 +721,13 @@ fn create_body(launch: &Launch, image: &str) -> Result<serde_json::Value, Driver
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let mut binds = Vec::new();
-    for (i, v) in launch.volumes.iter().enumerate() {
-        let Some(host) = v.host_path.as_deref().filter(|h| !h.is_empty()) else {
-            return Err(runtime(format!(
-                "volumes[{i}] ({}): no host path on this node",
-                v.name
-            )));
-        };
-        if !Path::new(host).exists() {
-            return Err(runtime(format!(
-                "volumes[{i}] ({}): host path {host} does not exist",
-                v.name
-            )));
-        }
-        if !v.mount_path.starts_with('/') {
-            return Err(runtime(format!(
-                "volumes[{i}] ({}): mountPath {:?} must be an absolute path",
-                v.name, v.mount_path
-            )));
-        }
-        let mode = if v.read_only.unwrap_or(false) {
-            "ro"
-        } else {
-            "rw"
-        };
-        binds.push(format!("{host}:{}:{mode}", v.mount_path));
-    }
+    let binds: Vec<String> = super::oci::spec::VolumeMount::of_launch(launch)?
+        .into_iter()
+        .map(|v| {
+            let mode = if v.read_only { "ro" } else { "rw" };
+            format!("{}:{}:{mode}", v.host_path, v.mount_path)
+        })
+        .collect();
     if let Some(dir) = c.working_dir.as_deref().filter(|d| !d.is_empty()) {
         if !dir.starts_with('/') {
             return Err(runtime(format!(

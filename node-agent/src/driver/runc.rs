@@ -333,32 +333,7 @@ fn prepare(
             )));
         }
     }
-    let mut volumes = Vec::new();
-    for (i, v) in launch.volumes.iter().enumerate() {
-        let Some(host) = v.host_path.as_deref().filter(|h| !h.is_empty()) else {
-            return Err(runtime(format!(
-                "volumes[{i}] ({}): no host path on this node",
-                v.name
-            )));
-        };
-        if !Path::new(host).exists() {
-            return Err(runtime(format!(
-                "volumes[{i}] ({}): host path {host} does not exist",
-                v.name
-            )));
-        }
-        if !v.mount_path.starts_with('/') {
-            return Err(runtime(format!(
-                "volumes[{i}] ({}): mountPath {:?} must be an absolute path",
-                v.name, v.mount_path
-            )));
-        }
-        volumes.push(VolumeMount {
-            host_path: host.to_string(),
-            mount_path: v.mount_path.clone(),
-            read_only: v.read_only.unwrap_or(false),
-        });
-    }
+    let volumes = VolumeMount::of_launch(launch)?;
     // A container of the same id left by an earlier run of this task: gone first
     // (runc keeps a directory per container in its root; without one there is nothing
     // to delete, and a start spares a runc process).

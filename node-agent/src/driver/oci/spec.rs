@@ -203,6 +203,43 @@ pub struct VolumeMount {
     pub read_only: bool,
 }
 
+impl VolumeMount {
+    /// The task's volumes as bind mounts, each checked: a host path on this node that
+    /// exists, an absolute mountPath. Errors name the volume by index and name.
+    pub fn of_launch(
+        launch: &crate::driver::Launch,
+    ) -> Result<Vec<VolumeMount>, crate::driver::DriverError> {
+        use crate::driver::oci::rootfs::runtime;
+        let mut out = Vec::new();
+        for (i, v) in launch.volumes.iter().enumerate() {
+            let Some(host) = v.host_path.as_deref().filter(|h| !h.is_empty()) else {
+                return Err(runtime(format!(
+                    "volumes[{i}] ({}): no host path on this node",
+                    v.name
+                )));
+            };
+            if !std::path::Path::new(host).exists() {
+                return Err(runtime(format!(
+                    "volumes[{i}] ({}): host path {host} does not exist",
+                    v.name
+                )));
+            }
+            if !v.mount_path.starts_with('/') {
+                return Err(runtime(format!(
+                    "volumes[{i}] ({}): mountPath {:?} must be an absolute path",
+                    v.name, v.mount_path
+                )));
+            }
+            out.push(VolumeMount {
+                host_path: host.to_string(),
+                mount_path: v.mount_path.clone(),
+                read_only: v.read_only.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// What varies per task; everything else is the fixed default below.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpecInput {
