@@ -439,7 +439,25 @@ pub async fn run_with_ceiling(
         .collect();
     report.value_bytes_avg =
         samples.iter().map(Vec::len).sum::<usize>() as f64 / samples.len().max(1) as f64;
-    let ceiling_prefix = "/drover-bench-ceiling/tasks/bench/app-00000-0-";
+    // The ceiling's keys have the placement's shape and order — `<tasks>/<app>-<instance>-
+    // <5 hex>`, App by App — so both phases insert into the same kind of key space (a
+    // B-tree's cost depends on where the keys land). On a store shared with the
+    // placement they sit under a prefix of their own.
+    let task_info =
+        drover_api::find_kind("Task").ok_or(BenchError::Setup("no Task kind".into()))?;
+    let ceiling_prefix = if ceiling.is_some() {
+        crate::apiserver::objects::collection_prefix(task_info, Some(NAMESPACE))
+    } else {
+        format!("/drover-bench-ceiling/tasks/{NAMESPACE}/")
+    };
+    let mut ceiling_keys = apps
+        .iter()
+        .flat_map(|a| {
+            let name = a.metadata.name.clone().unwrap_or_default();
+            (0..a.spec.instances.unwrap_or(0).max(0)).map(move |k| (name.clone(), k))
+        })
+        .cycle();
+    let mut suffix: u64 = 0x9E37_79B9_7F4A_7C15;
     let depth = opts.in_flight.max(1);
     report.in_flight = depth;
     let ceiling_store = ceiling.unwrap_or_else(|| store.clone());
@@ -450,8 +468,13 @@ pub async fn run_with_ceiling(
     while i < opts.tasks {
         let mut txn = Txn::new();
         for _ in 0..batch_size.min(opts.tasks - i) {
+            let (app, instance) = ceiling_keys.next().unwrap_or_default();
+            // xorshift: five hex digits like a Task name's uid part.
+            suffix ^= suffix << 13;
+            suffix ^= suffix >> 7;
+            suffix ^= suffix << 17;
             txn = txn.then(Op::put(
-                format!("{ceiling_prefix}{i:07}"),
+                format!("{ceiling_prefix}{app}-{instance}-{:05x}", suffix & 0xF_FFFF),
                 samples[i % samples.len()].clone(),
             ));
             i += 1;
@@ -569,8 +592,6 @@ pub async fn run_with_ceiling(
     report.render_seconds = outcome.render_seconds;
 
     // What the store holds.
-    let task_info =
-        drover_api::find_kind("Task").ok_or(BenchError::Setup("no Task kind".into()))?;
     let prefix = crate::apiserver::objects::collection_prefix(task_info, Some(NAMESPACE));
     report.stored_tasks = count_keys(&store, &prefix).await?;
     Ok(report)
@@ -936,12 +957,12 @@ mod tests {
                 .expect("count"),
             0
         );
-        assert_eq!(
-            count_keys(&ceiling, "/drover-bench-ceiling/")
-                .await
-                .expect("count"),
-            1000
+        // The ceiling's Task-shaped keys went to its own store.
+        let tasks = crate::apiserver::objects::collection_prefix(
+            drover_api::find_kind("Task").expect("Task"),
+            Some(NAMESPACE),
         );
+        assert_eq!(count_keys(&ceiling, &tasks).await.expect("count"), 1000);
         let nodes = drover_api::find_kind("Node").expect("Node");
         let prefix = crate::apiserver::objects::collection_prefix(nodes, None);
         assert_eq!(count_keys(&ceiling, &prefix).await.expect("count"), 60);
