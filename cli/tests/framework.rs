@@ -52,6 +52,11 @@ struct Scheduler {
 
 impl Scheduler {
     fn subscribe(c: &Cluster, framework: &str) -> Scheduler {
+        Scheduler::subscribe_with(c, json!({"name": framework, "role": "test"}))
+    }
+
+    /// SUBSCRIBE with this `framework_info`.
+    fn subscribe_with(c: &Cluster, info: Value) -> Scheduler {
         let _ = rustls::crypto::ring::default_provider().install_default();
         // Written just after the line `Cluster` waits for.
         wait_until(10, "drover up to write scheduler-url", || {
@@ -61,10 +66,11 @@ impl Scheduler {
             std::fs::read_to_string(c.dir.path().join(f))
                 .unwrap_or_else(|e| panic!("drover up wrote no {f}: {e}"))
         };
-        Scheduler::subscribe_to(read("scheduler-url"), read("scheduler-token"), framework)
+        Scheduler::subscribe_to(read("scheduler-url"), read("scheduler-token"), info)
     }
 
-    fn subscribe_to(url: String, token: String, framework: &str) -> Scheduler {
+    fn subscribe_to(url: String, token: String, info: Value) -> Scheduler {
+        let framework = info["name"].as_str().unwrap_or_default().to_string();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -72,7 +78,7 @@ impl Scheduler {
             .build()
             .expect("runtime");
         let client = reqwest::Client::new();
-        let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": framework, "role": "test"}}});
+        let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
         let response = rt
             .block_on(client.post(&url).bearer_auth(&token).json(&body).send())
             .expect("SUBSCRIBE answered");
@@ -102,7 +108,7 @@ impl Scheduler {
             client,
             url,
             token,
-            framework: framework.into(),
+            framework,
             stream_id,
             events,
             seen: Vec::new(),
@@ -470,6 +476,108 @@ fn reconcile_failover_and_teardown() {
     });
 }
 
+/// A framework that stays away longer than its failover timeout loses its tasks (as
+/// under a Mesos master); one without a timeout keeps them.
+#[test]
+fn tasks_of_a_framework_gone_past_its_failover_timeout_are_killed() {
+    let c = Cluster::full();
+    let mut brief = Scheduler::subscribe_with(
+        &c,
+        json!({"name": "fw-brief", "role": "test", "failover_timeout": 2}),
+    );
+    let offer = brief.wait(10, "an offer", |ev| offers(ev).into_iter().next());
+    let node = offer["agent_id"]["value"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let accepted_at = brief.seen.len();
+    let (status, body) = brief.call(launch(&id_of(&offer), "brief-1", 0.1, "sleep 3600"));
+    assert_eq!(status, 202, "{body}");
+    brief.update(15, "brief-1", "TASK_RUNNING");
+    // The rest of the node comes back to fw-brief; declined, it goes to the next one.
+    let rest = brief.offer_since(accepted_at, 10, &node);
+    let (status, body) = brief.call(json!({"type": "DECLINE", "decline": {
+        "offer_ids": [{"value": id_of(&rest)}], "filters": {"refuse_seconds": 60}}}));
+    assert_eq!(status, 202, "{body}");
+    let brief_pid: i32 = task_field(&c, "brief-1", "{.status.pid}")
+        .parse()
+        .expect("a running task has a pid");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "frameworks.drover.dev",
+            "fw-brief",
+            "-o",
+            "jsonpath={.spec.failoverTimeoutSeconds}"
+        ]),
+        "2"
+    );
+
+    let mut steady = Scheduler::subscribe_with(&c, json!({"name": "fw-steady", "role": "other"}));
+    let offer = steady.wait(10, "an offer", |ev| offers(ev).into_iter().next());
+    let (status, body) = steady.call(launch(&id_of(&offer), "steady-1", 0.1, "sleep 3600"));
+    assert_eq!(status, 202, "{body}");
+    steady.update(15, "steady-1", "TASK_RUNNING");
+    let steady_pid: i32 = task_field(&c, "steady-1", "{.status.pid}")
+        .parse()
+        .expect("a running task has a pid");
+    let _guard = Proc {
+        child: None,
+        tasks: None,
+        groups: vec![brief_pid, steady_pid],
+    };
+
+    // Both go away; within 2 s fw-brief's task still runs, after it is killed.
+    let gone = Instant::now();
+    drop(brief);
+    drop(steady);
+    wait_until(
+        20,
+        "fw-brief's task killed after its failover timeout",
+        || !task_exists(&c, "brief-1"),
+    );
+    assert!(
+        gone.elapsed() >= Duration::from_secs(2),
+        "killed after {:?}, before the 2 s failover timeout",
+        gone.elapsed()
+    );
+    wait_until(15, "fw-brief's process to exit", || !group_alive(brief_pid));
+    let condition = c.ok(&[
+        "get",
+        "frameworks.drover.dev",
+        "fw-brief",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"FailoverTimeout\")].message}",
+    ]);
+    assert!(condition.contains("1 task(s) killed"), "{condition}");
+    // No timeout: its task outlives the disconnection.
+    assert!(task_exists(&c, "steady-1"));
+    assert!(group_alive(steady_pid));
+
+    // A bad failover_timeout is refused, naming the field.
+    let url = std::fs::read_to_string(c.dir.path().join("scheduler-url")).expect("url");
+    let token = std::fs::read_to_string(c.dir.path().join("scheduler-token")).expect("token");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (code, text) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": "fw-bad", "failover_timeout": -1}}}))
+            .send()
+            .await
+            .expect("answered");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.starts_with("subscribe.framework_info.failover_timeout"),
+        "{text}"
+    );
+}
+
 #[test]
 fn drover_controller_serves_the_api_only_on_loopback_while_leading() {
     let c = Cluster::on_etcd();
@@ -514,7 +622,7 @@ fn drover_controller_serves_the_api_only_on_loopback_while_leading() {
     let mut s = Scheduler::subscribe_to(
         format!("http://127.0.0.1:{port}/api/v1/scheduler"),
         "tok-123".into(),
-        "fw-etcd",
+        json!({"name": "fw-etcd", "role": "test"}),
     );
     s.wait(10, "SUBSCRIBED", |ev| {
         (ev["type"] == "SUBSCRIBED").then_some(())

@@ -164,6 +164,7 @@ async fn upsert_framework(
     shared: &Shared,
     name: &str,
     role: Option<&str>,
+    failover_timeout: Option<i64>,
 ) -> Result<Framework, CallError> {
     let Some(info) = drover_api::find_kind("Framework") else {
         return Err(internal("Framework kind", "not registered"));
@@ -195,6 +196,9 @@ async fn upsert_framework(
         };
         if let Some(role) = role {
             obj["spec"]["role"] = json!(role);
+        }
+        if let Some(seconds) = failover_timeout {
+            obj["spec"]["failoverTimeoutSeconds"] = json!(seconds);
         }
         let mut status = obj.get("status").cloned().unwrap_or(json!({}));
         if !status.is_object() {
@@ -242,8 +246,19 @@ async fn subscribe(shared: Arc<Shared>, call: Call) -> Result<Response, CallErro
     if info.role.as_deref().is_some_and(str::is_empty) {
         errors.invalid(&path.child("role"), "must not be empty");
     }
+    let failover = match info.failover_timeout {
+        None => None,
+        Some(t) if t.is_finite() && (0.0..=31_536_000.0).contains(&t) => Some(t.ceil() as i64),
+        Some(t) => {
+            errors.invalid(
+                &path.child("failover_timeout"),
+                format!("{t} is not a number of seconds between 0 and a year"),
+            );
+            None
+        }
+    };
     first_error(errors)?;
-    let fw = upsert_framework(&shared, &info.name, info.role.as_deref()).await?;
+    let fw = upsert_framework(&shared, &info.name, info.role.as_deref(), failover).await?;
     let name = info.name.clone();
     let role = fw
         .spec
@@ -265,6 +280,11 @@ async fn subscribe(shared: Arc<Shared>, call: Call) -> Result<Response, CallErro
                 "framework failed over to a new subscription",
             ));
         }
+        shared
+            .disconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
         subs.insert(
             name.clone(),
             Subscription {
@@ -375,6 +395,11 @@ impl Drop for Unsubscribe {
             .unwrap_or_else(|p| p.into_inner())
             .unsubscribe(&self.name);
         tracing::info!(framework = %self.name, offers = returned.len(), "framework disconnected");
+        self.shared
+            .disconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.name.clone(), std::time::Instant::now());
         let store = self.shared.store.clone();
         let name = self.name.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -664,12 +689,103 @@ fn decline(shared: &Shared, who: &Caller, call: Call) -> Result<(), CallError> {
 
 /// The framework's Tasks, from the cache.
 fn tasks_of(shared: &Shared, who: &Caller) -> Vec<Arc<Task>> {
+    tasks_of_framework(shared, &who.name)
+}
+
+fn tasks_of_framework(shared: &Shared, name: &str) -> Vec<Arc<Task>> {
     shared
         .tasks
         .list()
         .into_iter()
-        .filter(|t| framework_of(t).as_deref() == Some(who.name.as_str()))
+        .filter(|t| framework_of(t).as_deref() == Some(name))
         .collect()
+}
+
+/// Kills the tasks of Frameworks disconnected for longer than their
+/// `spec.failoverTimeoutSeconds` (unset: never), as a Mesos master does after a
+/// scheduler's failover timeout; the Framework's `FailoverTimeout` condition says so.
+pub(crate) async fn failover_loop(shared: Arc<Shared>) {
+    let Some(info) = drover_api::find_kind("Framework") else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let waiting: Vec<(String, std::time::Instant)> = shared
+            .disconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, t)| (n.clone(), *t))
+            .collect();
+        for (name, since) in waiting {
+            let timeout = match shared.store.get(&key(info, None, &name)).await {
+                Ok(Some(kv)) => serde_json::from_slice::<Framework>(&kv.value)
+                    .ok()
+                    .and_then(|f| f.spec.failover_timeout_seconds),
+                Ok(None) => {
+                    // The Framework is gone (its tasks go with it, by ownerReference).
+                    forget(&shared, &name, since);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(framework = %name, error = %e, "failover: reading the Framework");
+                    continue;
+                }
+            };
+            let Some(seconds) = timeout else { continue };
+            if since.elapsed() < Duration::from_secs(seconds.max(0) as u64) {
+                continue;
+            }
+            let tasks = tasks_of_framework(&shared, &name);
+            let mut killed = 0;
+            for t in &tasks {
+                match delete_task(&shared, t).await {
+                    Ok(()) => killed += 1,
+                    Err(CallError(code, message)) => {
+                        tracing::warn!(framework = %name, %code, %message, "failover: deleting a task")
+                    }
+                }
+            }
+            if killed < tasks.len() {
+                continue; // try again on the next turn
+            }
+            forget(&shared, &name, since);
+            tracing::warn!(framework = %name, killed, seconds, "framework did not come back within its failover timeout; its tasks were killed");
+            let message = format!(
+                "disconnected for more than failoverTimeoutSeconds ({seconds} s): {killed} task(s) killed"
+            );
+            let now = now_rfc3339();
+            let _ = update_framework_status(&shared.store, &name, |s| {
+                let mut conditions: Vec<Value> = s["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c["type"] != "FailoverTimeout")
+                    .collect();
+                conditions.push(json!({
+                    "type": "FailoverTimeout",
+                    "status": "True",
+                    "reason": "TasksKilled",
+                    "message": message,
+                    "lastTransitionTime": now,
+                }));
+                s["conditions"] = json!(conditions);
+            })
+            .await;
+        }
+    }
+}
+
+/// Stops the failover clock of `name` unless it restarted since `since`.
+fn forget(shared: &Shared, name: &str, since: std::time::Instant) {
+    let mut d = shared
+        .disconnected
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if d.get(name) == Some(&since) {
+        d.remove(name);
+    }
 }
 
 async fn delete_task(shared: &Shared, t: &Task) -> Result<(), CallError> {

@@ -60,6 +60,11 @@ pub struct FrameworkInfo {
     /// Allocation role (default: the Framework object's, else `*`).
     #[serde(default)]
     pub role: Option<String>,
+    /// Seconds its tasks survive a disconnection before they are killed (Mesos'
+    /// `failover_timeout`; sets the Framework's `spec.failoverTimeoutSeconds`; unset on
+    /// both = they are never killed for it).
+    #[serde(default)]
+    pub failover_timeout: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

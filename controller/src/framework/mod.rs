@@ -146,6 +146,8 @@ pub(crate) struct Shared {
     pub tasks: Reader<Task>,
     pub book: Mutex<OfferBook>,
     pub subs: Mutex<HashMap<String, Subscription>>,
+    /// Frameworks not subscribed, since when (for `failoverTimeoutSeconds`).
+    pub disconnected: Mutex<HashMap<String, std::time::Instant>>,
     /// Wakes the offer loop (a subscribe, decline, accept).
     pub wake: Notify,
     pub config: Arc<SchedulerConfig>,
@@ -204,6 +206,7 @@ async fn serve(
         tasks: tasks.clone(),
         book: Mutex::new(OfferBook::new(config.offer_timeout)),
         subs: Mutex::new(HashMap::new()),
+        disconnected: Mutex::new(HashMap::new()),
         wake: Notify::new(),
         config: config.clone(),
         stopped,
@@ -223,13 +226,14 @@ async fn serve(
     ));
     let _cache = AbortOnDrop(cache);
     tasks.wait_until_ready().await;
-    disconnect_all(&shared.store).await;
+    disconnect_all(&shared).await;
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "scheduler API serving");
     let app = api::router(shared.clone());
     tokio::select! {
         _ = offer_loop(shared.clone()) => {}
         _ = update_loop(shared.clone(), task_events) => {}
+        _ = api::failover_loop(shared.clone()) => {}
         r = axum::serve(listener, app) => {
             if let Err(e) = r {
                 tracing::error!(error = %e, "scheduler API stopped");
@@ -240,7 +244,8 @@ async fn serve(
 
 /// A new leader has no subscriptions: Frameworks a previous leader left connected (it
 /// crashed or lost the lease) are not, and hold no offers.
-async fn disconnect_all(store: &Arc<dyn Store>) {
+async fn disconnect_all(shared: &Shared) {
+    let store = &shared.store;
     let Some(info) = drover_api::find_kind("Framework") else {
         return;
     };
@@ -260,6 +265,16 @@ async fn disconnect_all(store: &Arc<dyn Store>) {
         else {
             continue;
         };
+        // None is subscribed to this leader yet: the failover clock of every Framework
+        // starts now (one that disconnected under the previous leader gets the longer
+        // grace, never a shorter one).
+        if let Some(name) = &fw.metadata.name {
+            shared
+                .disconnected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), std::time::Instant::now());
+        }
         let stale = fw
             .status
             .as_ref()
