@@ -66,11 +66,16 @@ pub async fn run_with(
     let (node_writer, nodes) = reflector::<Node>();
     let controller = Controller::<App>::new(store.clone(), app_info).concurrency(8);
     let trigger = controller.trigger();
+    // The external-framework API (if configured) gets this cache's events too.
+    let (framework_tx, framework_events) = crate::framework::task_events_channel().unzip();
     let task_cache = tokio::spawn(reflector::run(
         store.clone(),
         task_info,
         task_writer,
         move |ev: &Event<Task>| {
+            if let Some(tx) = &framework_tx {
+                crate::framework::forward(tx, ev);
+            }
             let owners: Vec<_> = match ev {
                 Event::Restarted(all) => all.iter().filter_map(apps::owner_key).collect(),
                 Event::Applied(t) | Event::Deleted(t) => apps::owner_key(t).into_iter().collect(),
@@ -107,7 +112,12 @@ pub async fn run_with(
         node_changed,
     ));
     // The external-framework API (offers), if this process was given one to serve.
-    let scheduler_api = crate::framework::spawn_if_configured(store.clone(), nodes.clone());
+    let scheduler_api = crate::framework::spawn_if_configured(
+        store.clone(),
+        nodes.clone(),
+        tasks.clone(),
+        framework_events,
+    );
     // Quota: usage and held-back demand in status; its cache, with the App cache, feeds
     // the apps controller's fair share (level 1).
     let quota_controller = find_kind("Quota").map(|info| {

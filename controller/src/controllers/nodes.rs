@@ -254,18 +254,7 @@ async fn set_ready(
     ready: bool,
     now: DateTime<Utc>,
 ) -> Result<(), NodesError> {
-    let Some(info) = find_kind(Node::KIND) else {
-        return Ok(());
-    };
     let name = node.metadata.name.clone().unwrap_or_default();
-    let k = key(info, None, &name);
-    let Some(kv) = store.get(&k).await? else {
-        return Ok(());
-    };
-    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| NodesError::Corrupt {
-        node: name.clone(),
-        reason: e.to_string(),
-    })?;
     let last = last_heartbeat(node);
     let (status, reason, message) = if ready {
         (
@@ -290,24 +279,8 @@ async fn set_ready(
         "message": message,
         "lastTransitionTime": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
-    if !obj.get("status").is_some_and(Value::is_object) {
-        obj["status"] = json!({});
-    }
-    let conditions = obj["status"]
-        .get("conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut conditions: Vec<Value> = conditions
-        .into_iter()
-        .filter(|c| c.get("type").and_then(Value::as_str) != Some("Ready"))
-        .collect();
-    conditions.insert(0, condition);
-    obj["status"]["conditions"] = json!(conditions);
-    match store.update(&k, to_stored(&obj), kv.mod_revision, 0).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    if !put_condition(store, &name, "Ready", Some(condition)).await? {
+        return Ok(());
     }
     if ready {
         tracing::info!(node = %name, "node Ready again: its heartbeat lease is back");
@@ -572,19 +545,19 @@ async fn drain_node(
 
 /// Sets (Some) or removes (None) the condition `type_` of node `name`, read again from
 /// the store and written guarded by its revision: a heartbeat that lands meanwhile
-/// wins, and the Node change it makes brings the next pass.
+/// wins, and the Node change it makes brings the next pass. Whether it was written.
 async fn put_condition(
     store: &Arc<dyn Store>,
     name: &str,
     type_: &str,
     condition: Option<Value>,
-) -> Result<(), NodesError> {
+) -> Result<bool, NodesError> {
     let Some(info) = find_kind(Node::KIND) else {
-        return Ok(());
+        return Ok(false);
     };
     let k = key(info, None, name);
     let Some(kv) = store.get(&k).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| NodesError::Corrupt {
         node: name.to_string(),
@@ -604,7 +577,8 @@ async fn put_condition(
     conditions.extend(condition);
     obj["status"]["conditions"] = json!(conditions);
     match store.update(&k, to_stored(&obj), kv.mod_revision, 0).await {
-        Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::allocator::offers::{BookEvent, ClusterView, OfferBook};
 use crate::allocator::{Amounts, Inventory, NodeState};
-use crate::runtime::reflector::{self, Reader};
+use crate::runtime::reflector::Reader;
 use crate::runtime::watcher::Event;
 
 /// How the scheduler API is served.
@@ -113,8 +113,14 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 pub fn spawn_if_configured(
     store: Arc<dyn Store>,
     nodes: Reader<Node>,
+    tasks: Reader<Task>,
+    task_events: Option<TaskEvents>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let config = CONFIG.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+    let Some(task_events) = task_events else {
+        tracing::error!("scheduler API: configured after the Task cache started; not served");
+        return None;
+    };
     let listener = match config
         .listener
         .try_clone()
@@ -127,7 +133,38 @@ pub fn spawn_if_configured(
             return None;
         }
     };
-    Some(tokio::spawn(serve(store, nodes, config, listener)))
+    Some(tokio::spawn(serve(
+        store,
+        nodes,
+        tasks,
+        task_events,
+        config,
+        listener,
+    )))
+}
+
+/// The Task events the API turns into UPDATEs, fed by the controller manager's Task
+/// cache (one watch for the whole process).
+pub type TaskEvents = mpsc::UnboundedReceiver<Event<Task>>;
+
+/// A channel for the manager's Task cache to feed, when the API is configured (else
+/// nothing would drain it).
+pub fn task_events_channel() -> Option<(mpsc::UnboundedSender<Event<Task>>, TaskEvents)> {
+    CONFIG
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+        .then(mpsc::unbounded_channel)
+}
+
+/// A copy of a cache event to forward (the objects are shared, not cloned).
+pub fn forward(tx: &mpsc::UnboundedSender<Event<Task>>, ev: &Event<Task>) {
+    let copy = match ev {
+        Event::Restarted(all) => Event::Restarted(all.clone()),
+        Event::Applied(t) => Event::Applied(t.clone()),
+        Event::Deleted(t) => Event::Deleted(t.clone()),
+    };
+    let _ = tx.send(copy);
 }
 
 /// One framework's live subscription.
@@ -178,28 +215,16 @@ impl Drop for StopOnDrop {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn serve(
     store: Arc<dyn Store>,
     nodes: Reader<Node>,
+    tasks: Reader<Task>,
+    task_events: TaskEvents,
     config: Arc<SchedulerConfig>,
     listener: tokio::net::TcpListener,
 ) {
-    let Some(task_info) = drover_api::find_kind("Task") else {
-        tracing::error!("scheduler API: the Task kind is not registered");
-        return;
-    };
     let (stop_tx, stopped) = watch::channel(false);
     let _stop = StopOnDrop(stop_tx);
-    let (writer, tasks) = reflector::reflector::<Task>();
-    let (task_events_tx, task_events) = mpsc::unbounded_channel::<Event<Task>>();
     let shared = Arc::new(Shared {
         store: store.clone(),
         nodes,
@@ -211,20 +236,6 @@ async fn serve(
         config: config.clone(),
         stopped,
     });
-    let cache = tokio::spawn(reflector::run(
-        store,
-        task_info,
-        writer,
-        move |ev: &Event<Task>| {
-            let copy = match ev {
-                Event::Restarted(all) => Event::Restarted(all.clone()),
-                Event::Applied(t) => Event::Applied(t.clone()),
-                Event::Deleted(t) => Event::Deleted(t.clone()),
-            };
-            let _ = task_events_tx.send(copy);
-        },
-    ));
-    let _cache = AbortOnDrop(cache);
     tasks.wait_until_ready().await;
     disconnect_all(&shared).await;
     let addr = listener.local_addr().ok();
