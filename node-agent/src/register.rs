@@ -169,7 +169,31 @@ pub async fn register(
     Ok(ready_since)
 }
 
-/// Writes the whole Node status (also the heartbeat). A merge patch replaces
+/// The heartbeat: the Node status without its conditions (a merge patch leaves
+/// them as they are), so nothing needs reading first. Ready is written at
+/// registration ([`write_status`]); when a lost heartbeat made it False, the nodes
+/// controller sets it True again as soon as these writes renew the node's lease.
+pub async fn write_heartbeat(
+    client: &Client,
+    config: &AgentConfig,
+    capacity: &Capacity,
+    ready_since: &Time,
+) -> Result<(), Error> {
+    let mut status = status_value(config, capacity, ready_since)?;
+    if let Some(s) = status.as_object_mut() {
+        s.remove("conditions");
+    }
+    nodes(client)
+        .patch_status(
+            &config.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "status": status })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Writes the whole Node status (at registration). A merge patch replaces
 /// `status.conditions` whole, so the conditions other writers own (the nodes
 /// controller's `Maintenance`, …) are read first and written back unchanged; the patch
 /// carries the resourceVersion read, and a conflict (someone wrote in between) reads
@@ -184,13 +208,7 @@ pub async fn write_status(
     let mut attempt = 0;
     loop {
         let current = api.get(&config.node_name).await?;
-        let mut status =
-            serde_json::to_value(node_status(config, capacity, ready_since)).map_err(|source| {
-                Error::Decode {
-                    what: "the Node status".into(),
-                    source,
-                }
-            })?;
+        let mut status = status_value(config, capacity, ready_since)?;
         keep_foreign_conditions(&mut status, &current.data["status"]["conditions"]);
         let body = serde_json::json!({
             "metadata": { "resourceVersion": current.metadata.resource_version },
@@ -209,6 +227,20 @@ pub async fn write_status(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// [`node_status`] as JSON, to patch with.
+fn status_value(
+    config: &AgentConfig,
+    capacity: &Capacity,
+    ready_since: &Time,
+) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(node_status(config, capacity, ready_since)).map_err(|source| {
+        Error::Decode {
+            what: "the Node status".into(),
+            source,
+        }
+    })
 }
 
 /// Appends to `status.conditions` the conditions in `current` (the stored Node's) of
