@@ -355,3 +355,71 @@ async fn embedded_compacts_beyond_its_history_window() {
         .expect("recent history is kept");
     assert_eq!(recent.items[0].value, (199 - 10).to_string().into_bytes());
 }
+
+/// The next snapshot waits for as many WAL bytes as the last snapshot holds (at least
+/// `snapshot_wal_bytes`): a large store is not rewritten whole every few writes.
+#[tokio::test]
+async fn embedded_snapshots_wait_for_as_much_wal_as_the_last_snapshot_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = EmbeddedOptions {
+        snapshot_wal_bytes: 16 << 10,
+        ..Default::default()
+    };
+    let s = EmbeddedStore::open_with(dir.path(), opts).expect("open");
+    let snapshot = dir.path().join("snapshot");
+    let identity = || {
+        std::fs::metadata(&snapshot)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    // ~300 KiB of state: snapshots are taken along the way, the last one large.
+    for i in 0..300 {
+        s.create(&format!("/big/{i:04}"), vec![b'x'; 1024], 0)
+            .await
+            .expect("create");
+    }
+    let mut settled = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = identity();
+        if now.is_some() && now == settled {
+            break;
+        }
+        settled = now;
+    }
+    let (size, _) = settled.expect("a snapshot was written");
+    assert!(
+        size > 64 << 10,
+        "the last snapshot holds most of the state: {size} bytes"
+    );
+    // 64 KiB of small writes: four times `snapshot_wal_bytes`, less than the snapshot.
+    for i in 0..256 {
+        s.txn(Txn::new().then(Op::put(format!("/small/{}", i % 8), vec![b'y'; 200])))
+            .await
+            .expect("put");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        identity(),
+        settled,
+        "no snapshot before the WAL outgrows the last one"
+    );
+    // Past the snapshot's size in WAL: the next one is written.
+    for i in 0..400 {
+        s.txn(Txn::new().then(Op::put(format!("/small/{}", i % 8), vec![b'z'; 1024])))
+            .await
+            .expect("put");
+    }
+    let mut rewritten = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if identity() != settled {
+            rewritten = true;
+            break;
+        }
+    }
+    assert!(
+        rewritten,
+        "a snapshot once the WAL holds more than the last snapshot"
+    );
+}

@@ -16,8 +16,9 @@ pub(crate) const FILE: &str = "snapshot";
 const TMP: &str = "snapshot.tmp";
 const MAGIC: &[u8; 8] = b"DROVSNP1";
 
-/// Writes `mem` as the snapshot that WAL segments from `next_wal` on continue.
-pub(crate) fn write(dir: &Path, mem: &Mem, next_wal: u64) -> StoreResult<()> {
+/// Writes `mem` as the snapshot that WAL segments from `next_wal` on continue; returns
+/// its size in bytes.
+pub(crate) fn write(dir: &Path, mem: &Mem, next_wal: u64) -> StoreResult<u64> {
     let tmp = dir.join(TMP);
     let file = File::create(&tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -81,9 +82,10 @@ pub(crate) fn write(dir: &Path, mem: &Mem, next_wal: u64) -> StoreResult<()> {
     out.write_all(&sum.to_le_bytes())?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
+    let size = file.metadata()?.len();
     std::fs::rename(&tmp, dir.join(FILE))?;
     sync_dir(dir)?;
-    Ok(())
+    Ok(size)
 }
 
 /// Reads a snapshot: the state and the first WAL segment to replay after it.
