@@ -24,6 +24,8 @@ pub struct NodeClasses {
     /// Each class's attributes, by id: a few hundred small maps that stay in cache,
     /// where reading a node's own would cost a cache miss per node.
     attributes: Vec<BTreeMap<String, String>>,
+    /// Field → value → the classes with that value.
+    by_value: HashMap<String, HashMap<String, Vec<u32>>>,
 }
 
 impl NodeClasses {
@@ -43,7 +45,23 @@ impl NodeClasses {
         let id = self.attributes.len() as u32;
         self.ids.insert(attributes.clone(), id);
         self.attributes.push(attributes.clone());
+        for (field, value) in attributes {
+            self.by_value
+                .entry(field.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .push(id);
+        }
         id
+    }
+
+    /// The classes whose nodes have `value` for the attribute `field`.
+    pub fn with_value(&self, field: &str, value: &str) -> &[u32] {
+        self.by_value
+            .get(field)
+            .and_then(|m| m.get(value))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The value every node of `class` has for the attribute `field` (not `hostname`,

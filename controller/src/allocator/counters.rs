@@ -35,6 +35,12 @@ pub struct FieldCounts {
     /// For `hostname`: the counts again, by a hash of the value, so the walk can rule
     /// out most nodes from a hash it keeps instead of reading each node's name.
     hashed: Option<HashMap<u64, u32, BuildHasherDefault<MixHasher>>>,
+    /// What the constraints on this field read besides a value's own count: the
+    /// minimum (GROUP_BY), the number of values (GROUP_BY:n), the first value
+    /// (CLUSTER without a value).
+    reads_min: bool,
+    reads_distinct: bool,
+    reads_first: bool,
 }
 
 impl FieldCounts {
@@ -52,7 +58,11 @@ impl FieldCounts {
         self.histogram.keys().next().copied().unwrap_or(0)
     }
 
-    fn add(&mut self, value: &str) {
+    /// Counts one more instance on `value`; true when something every value's answer
+    /// reads changed (GROUP_BY's minimum, GROUP_BY:n's number of values, CLUSTER's first
+    /// value), for the constraints on this field.
+    fn add(&mut self, value: &str) -> bool {
+        let (min, distinct, first) = (self.min(), self.counts.len(), self.first.is_some());
         let c = match self.counts.get_mut(value) {
             Some(c) => c,
             None => self.counts.entry(value.to_string()).or_insert(0),
@@ -71,6 +81,9 @@ impl FieldCounts {
             self.first = Some(value.to_string());
         }
         self.total += 1;
+        (self.reads_min && min != self.min())
+            || (self.reads_distinct && distinct != self.counts.len())
+            || (self.reads_first && first != self.first.is_some())
     }
 
     fn remove(&mut self, value: &str) {
@@ -117,25 +130,116 @@ fn dec(h: &mut BTreeMap<u32, u32>, key: u32) {
 
 /// The counters of one App: one [`FieldCounts`] per field its placed-dependent
 /// constraints (required or preferred) name.
-#[derive(Clone, Debug, Default)]
+///
+/// Each instance has an id of its own (a clone gets a new one) and a version that every
+/// add and remove moves on, so the placer can tell that the counters it answered from
+/// changed by exactly the one instance it bound, and redo only the answers that instance
+/// can change ([`AppCounters::last_change`]).
+#[derive(Debug)]
 pub struct AppCounters {
     fields: Vec<(String, FieldCounts)>,
+    id: u64,
+    version: u64,
+    /// Per field, after the last add: whether a class-wide quantity moved (see
+    /// [`FieldCounts::add`]); empty after a remove.
+    last: Vec<bool>,
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Default for AppCounters {
+    fn default() -> Self {
+        AppCounters {
+            fields: Vec::new(),
+            id: next_id(),
+            version: 0,
+            last: Vec::new(),
+        }
+    }
+}
+
+impl Clone for AppCounters {
+    fn clone(&self) -> Self {
+        AppCounters {
+            fields: self.fields.clone(),
+            id: next_id(),
+            version: self.version,
+            last: self.last.clone(),
+        }
+    }
+}
+
+/// What the last [`AppCounters::add`] changed, for one field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldChange {
+    /// Only the count of the value added: answers for other values stand.
+    OneValue,
+    /// Something every value's answer reads (GROUP_BY's minimum, the number of values,
+    /// CLUSTER's first value).
+    AllValues,
+    /// The field is not counted.
+    Untouched,
 }
 
 impl AppCounters {
     pub fn new<'a>(constraints: impl IntoIterator<Item = &'a NamedConstraint>) -> Self {
         let mut fields: Vec<(String, FieldCounts)> = Vec::new();
         for c in constraints {
-            if depends_on_placed(&c.parsed.op) && !fields.iter().any(|(f, _)| *f == c.parsed.field)
-            {
-                let counts = FieldCounts {
-                    hashed: (c.parsed.field == "hostname").then(HashMap::default),
-                    ..FieldCounts::default()
-                };
-                fields.push((c.parsed.field.clone(), counts));
+            if !depends_on_placed(&c.parsed.op) {
+                continue;
+            }
+            let k = match fields.iter().position(|(f, _)| *f == c.parsed.field) {
+                Some(k) => k,
+                None => {
+                    let counts = FieldCounts {
+                        hashed: (c.parsed.field == "hostname").then(HashMap::default),
+                        ..FieldCounts::default()
+                    };
+                    fields.push((c.parsed.field.clone(), counts));
+                    fields.len() - 1
+                }
+            };
+            let counts = &mut fields[k].1;
+            match &c.parsed.op {
+                ConstraintOp::GroupBy(groups) => {
+                    counts.reads_min = true;
+                    counts.reads_distinct |= groups.is_some();
+                }
+                ConstraintOp::Cluster(None) => counts.reads_first = true,
+                _ => {}
             }
         }
-        AppCounters { fields }
+        AppCounters {
+            fields,
+            ..AppCounters::default()
+        }
+    }
+
+    /// This instance's id (a clone has another).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Moves on with every add and remove.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// For the add that made [`AppCounters::version`]: what it changed on `field`; None
+    /// when the last change was a remove (or nothing was added yet).
+    pub fn last_change(&self, field: &str) -> Option<FieldChange> {
+        if self.last.len() != self.fields.len() || self.fields.is_empty() {
+            return None;
+        }
+        Some(match self.fields.iter().position(|(f, _)| f == field) {
+            Some(k) if self.last[k] => FieldChange::AllValues,
+            Some(_) => FieldChange::OneValue,
+            None => FieldChange::Untouched,
+        })
     }
 
     /// Counters for instances already running on `placed` (one entry per instance).
@@ -152,15 +256,21 @@ impl AppCounters {
 
     /// One more instance on `node`.
     pub fn add(&mut self, node: &NodeState) {
+        self.last.clear();
         for (field, counts) in &mut self.fields {
-            if let Some(v) = node.field(field) {
-                counts.add(v);
-            }
+            let global = match node.field(field) {
+                Some(v) => counts.add(v),
+                None => false,
+            };
+            self.last.push(global);
         }
+        self.version += 1;
     }
 
     /// One instance fewer on `node`.
     pub fn remove(&mut self, node: &NodeState) {
+        self.last.clear();
+        self.version += 1;
         for (field, counts) in &mut self.fields {
             if let Some(v) = node.field(field) {
                 counts.remove(v);

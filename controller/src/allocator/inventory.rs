@@ -46,15 +46,23 @@ impl Amounts {
 
     /// The largest share of `total` this uses in any dimension (DRF's dominant share).
     pub fn dominant_share(&self, total: &Amounts) -> f64 {
-        let share = |used: f64, of: f64| if of > 0.0 { used / of } else { 0.0 };
-        [
-            share(self.cpus, total.cpus),
-            share(self.mem_mib as f64, total.mem_mib as f64),
-            share(self.disk_mib as f64, total.disk_mib as f64),
-            share(f64::from(self.gpus), f64::from(total.gpus)),
-        ]
-        .into_iter()
-        .fold(0.0, f64::max)
+        // Skips the division where nothing is used (0 / x is 0): the scorer calls this for
+        // every feasible node, and disk and gpus are mostly unused. Plain comparisons
+        // give what `f64::max` gives here (no NaN: every divisor is > 0).
+        let mut m = 0.0;
+        let mut share = |used: f64, of: f64| {
+            if used != 0.0 && of > 0.0 {
+                let s = used / of;
+                if s > m {
+                    m = s;
+                }
+            }
+        };
+        share(self.cpus, total.cpus);
+        share(self.mem_mib as f64, total.mem_mib as f64);
+        share(self.disk_mib as f64, total.disk_mib as f64);
+        share(f64::from(self.gpus), f64::from(total.gpus));
+        m
     }
 }
 

@@ -26,7 +26,7 @@ use std::hash::BuildHasherDefault;
 use drover_api::ports::PortSpec;
 
 use crate::allocator::classes::{cacheable, FeasibilityCache, MixHasher, NodeClasses};
-use crate::allocator::counters::{depends_on_placed, value_hash, AppCounters};
+use crate::allocator::counters::{depends_on_placed, value_hash, AppCounters, FieldChange};
 use crate::allocator::filter::{NamedConstraint, Rejection};
 use crate::allocator::inventory::{Amounts, Inventory, NodeState};
 use crate::allocator::placement::Unplaceable;
@@ -222,6 +222,14 @@ struct Hot {
 
 impl Hot {
     fn of(n: &NodeState, node: usize, class: u32, name_rank: u32) -> Hot {
+        Hot {
+            name_hash: value_hash(&n.name),
+            ..Hot::of_unnamed(n, node, class, name_rank)
+        }
+    }
+
+    /// [`Hot::of`] without hashing the name (`name_hash` 0).
+    fn of_unnamed(n: &NodeState, node: usize, class: u32, name_rank: u32) -> Hot {
         let single_range = n.ports.ranges.len() == 1;
         Hot {
             allocatable: n.allocatable,
@@ -229,7 +237,7 @@ impl Hot {
             node: node as u32,
             class,
             name_rank,
-            name_hash: value_hash(&n.name),
+            name_hash: 0,
             cheap_ports: n.ports.cheap_free().min(u32::MAX as usize) as u32,
             range: if single_range {
                 n.ports.ranges[0]
@@ -283,6 +291,11 @@ pub struct Placer {
     /// The counter-free ask whose verdicts are current: they stay valid across its
     /// placements.
     memo: Option<u64>,
+    /// The counted ask whose verdicts are current, with the id and version of the
+    /// counters they were answered from.
+    counted_memo: Option<(u64, u64, u64)>,
+    /// The last bind: the counters' id and version after it, and the node.
+    last_bound: Option<(u64, u64, usize)>,
     /// Every rejection of every placement, by reason.
     pub rejections: BTreeMap<String, u64>,
     /// Overrides the candidate limit (`Some(usize::MAX)` = score every feasible node).
@@ -343,6 +356,8 @@ impl Placer {
             cursor: 0,
             stamp: 0,
             memo: None,
+            counted_memo: None,
+            last_bound: None,
             rejections: BTreeMap::new(),
             limit: None,
             buf: String::new(),
@@ -379,21 +394,72 @@ impl Placer {
             self.stamp = 1;
         }
         self.memo = None;
+        self.counted_memo = None;
     }
 
     /// Class verdicts from an earlier placement still hold for a counter-free ask with
-    /// the same constraints; otherwise they are recomputed as classes come up.
-    fn begin(&mut self, ask: &Ask<'_>) {
+    /// the same constraints. For a counted ask they hold when the counters moved by the
+    /// one instance this placer bound since: only the classes sharing that instance's
+    /// value are answered again (all of them when GROUP_BY's minimum, the number of
+    /// values or CLUSTER's first value moved). Otherwise every class is answered again
+    /// as it comes up.
+    fn begin(&mut self, ask: &Ask<'_>, counters: &AppCounters) {
         if self.verdicts.len() < self.classes.count() {
             self.verdicts
                 .resize(self.classes.count(), Verdict::default());
         }
-        if ask.counted || self.memo != Some(ask.key) {
-            self.invalidate();
-            if !ask.counted {
+        if !ask.counted {
+            if self.memo != Some(ask.key) {
+                self.invalidate();
                 self.memo = Some(ask.key);
             }
+            return;
         }
+        let now = (ask.key, counters.id(), counters.version());
+        if self.counted_memo == Some(now) {
+            return;
+        }
+        let one_more = match (self.counted_memo, self.last_bound) {
+            (Some((key, id, version)), Some((bound_id, bound_version, node))) => {
+                key == ask.key
+                    && id == counters.id()
+                    && bound_id == id
+                    && bound_version == counters.version()
+                    && version + 1 == bound_version
+                    && self.forget_classes_like(ask, counters, node)
+            }
+            _ => false,
+        };
+        if !one_more {
+            self.invalidate();
+        }
+        self.counted_memo = Some(now);
+    }
+
+    /// After one instance of `ask`'s App was bound to `node`: forgets the verdicts the
+    /// bind can change. False when that is every class (the caller forgets them all).
+    fn forget_classes_like(&mut self, ask: &Ask<'_>, counters: &AppCounters, node: usize) -> bool {
+        for (k, c) in ask.all().enumerate() {
+            if ask.checks[k] != Check::CountedClass {
+                continue;
+            }
+            let field = &c.parsed.field;
+            match counters.last_change(field) {
+                Some(FieldChange::Untouched) => {}
+                Some(FieldChange::OneValue) => {
+                    let Some(value) = self.inv.nodes.get(node).and_then(|n| n.field(field)) else {
+                        continue;
+                    };
+                    for &class in self.classes.with_value(field, value) {
+                        if let Some(v) = self.verdicts.get_mut(class as usize) {
+                            v.stamp = 0;
+                        }
+                    }
+                }
+                Some(FieldChange::AllValues) | None => return false,
+            }
+        }
+        true
     }
 
     /// Chooses a node for one instance of the App whose placed instances `counters`
@@ -408,7 +474,7 @@ impl Placer {
         // Stop early once something fits and this many nodes were looked at: a rare
         // feasible node (GROUP_BY near the end of a round) must not cost a full scan.
         let scan_cap = limit.saturating_mul(4).max(64);
-        self.begin(ask);
+        self.begin(ask, counters);
         let mut reasons: Vec<(Reject, usize)> = Vec::new();
         // (score, name rank, position)
         let mut best: Option<(f64, u32, usize)> = None;
@@ -635,7 +701,12 @@ impl Placer {
         let Some(h) = self.hot.get_mut(p as usize) else {
             return;
         };
-        *h = Hot::of(n, i, self.classes.of(i), h.name_rank);
+        // The name (and so its rank and hash) never changes.
+        let (name_rank, name_hash) = (h.name_rank, h.name_hash);
+        *h = Hot {
+            name_hash,
+            ..Hot::of_unnamed(n, i, self.classes.of(i), name_rank)
+        };
     }
 
     /// Binds one instance to `node`: resources, host ports (fixed ones as asked, dynamic
@@ -668,6 +739,7 @@ impl Placer {
             .collect();
         n.used.add(&ask.resources);
         counters.add(n);
+        self.last_bound = Some((counters.id(), counters.version(), node));
         self.sync(node);
         self.sync_ports(node, &host_ports);
         Some(host_ports)
@@ -957,6 +1029,57 @@ mod tests {
             }
         }
         assert!(decisions > 300, "{decisions}");
+    }
+
+    /// Class answers kept across placements (only the classes sharing the bound
+    /// instance's value answered again) decide as the per-node walk does — with two
+    /// Apps of the same constraints placed in turn (their counters differ), GROUP_BY:n,
+    /// MAX_PER and a preferred CLUSTER, and unbinds in between.
+    #[test]
+    fn kept_class_answers_decide_as_the_per_node_walk() {
+        let required = rules(&[
+            ("rack", "GROUP_BY", Some("3")),
+            ("rack", "MAX_PER", Some("5")),
+        ]);
+        let preferred = rules(&[("zone", "CLUSTER", None)]);
+        let mut placer = Placer::new(cluster(240, 91), 3);
+        let order: Vec<usize> = placer.hot.iter().map(|h| h.node as usize).collect();
+        let mut cursor = 0;
+        let ask = Ask::new(
+            want(0.25, 100),
+            vec![None],
+            &required,
+            &preferred,
+            Strategy::Spread,
+        );
+        let limit = placer.limit_for(&ask);
+        let mut apps = [
+            AppCounters::new(required.iter().chain(&preferred)),
+            AppCounters::new(required.iter().chain(&preferred)),
+        ];
+        let mut bound: Vec<(usize, usize, Vec<u16>)> = Vec::new();
+        let mut decisions = 0;
+        for k in 0..200 {
+            // Runs of a few placements per App, then the other App.
+            let a = (k / 3) % 2;
+            let expected =
+                reference_walk(placer.nodes(), &order, &mut cursor, limit, &ask, &apps[a]);
+            let got = placer.place(&ask, &apps[a]).ok();
+            assert_eq!(
+                got.map(|d| (d.node, d.examined, d.feasible)),
+                expected,
+                "instance {k} of app {a}"
+            );
+            let Some(d) = got else { continue };
+            decisions += 1;
+            let ports = placer.bind(d.node, &ask, &mut apps[a]).expect("ports");
+            bound.push((a, d.node, ports));
+            if k % 11 == 10 {
+                let (a, node, ports) = bound.remove(k % bound.len());
+                placer.unbind(node, &ask, &ports, &mut apps[a]);
+            }
+        }
+        assert!(decisions > 60, "{decisions}");
     }
 
     /// With sampling (the default limit) every placement still passes every filter.
