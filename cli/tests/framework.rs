@@ -578,6 +578,54 @@ fn tasks_of_a_framework_gone_past_its_failover_timeout_are_killed() {
     );
 }
 
+/// A Quota's limit bounds what its role is offered: the first offer holds at most the
+/// limit's cpus; with a task holding all of it, the role gets no more offers; once the
+/// Quota is deleted the rest of the node is offered.
+#[test]
+fn a_quota_limit_caps_what_a_role_is_offered() {
+    let c = Cluster::full();
+    let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata: {name: capped}\nspec: {role: capped, limit: {cpus: 0.5}}\n";
+    c.ok(&[
+        "apply",
+        "-f",
+        c.write("quota.yaml", quota).to_str().expect("utf-8"),
+    ]);
+    let mut fw = Scheduler::subscribe_with(&c, json!({"name": "fw-capped", "role": "capped"}));
+    let offer = fw.wait(10, "an offer", |ev| offers(ev).into_iter().next());
+    let cpus = scalar(&offer, "cpus");
+    assert!(
+        (cpus - 0.5).abs() < 1e-9,
+        "offered {cpus} cpus under a 0.5 limit: {offer}"
+    );
+    let node = offer["agent_id"]["value"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let accepted_at = fw.seen.len();
+    let (status, body) = fw.call(launch(&id_of(&offer), "capped-1", 0.5, "sleep 3600"));
+    assert_eq!(status, 202, "{body}");
+    fw.update(15, "capped-1", "TASK_RUNNING");
+    let pid: i32 = task_field(&c, "capped-1", "{.status.pid}")
+        .parse()
+        .expect("a running task has a pid");
+    let _guard = Proc {
+        child: None,
+        tasks: None,
+        groups: vec![pid],
+    };
+    // At its limit: the rest of the node (more than a cpu here) is not offered to it.
+    std::thread::sleep(Duration::from_secs(3));
+    while let Ok(ev) = fw.events.try_recv() {
+        fw.seen.push(ev);
+    }
+    let more: Vec<Value> = fw.seen[accepted_at..].iter().flat_map(offers).collect();
+    assert!(more.is_empty(), "offers past the limit: {more:#?}");
+    // No Quota, no limit: the rest comes.
+    c.ok(&["delete", "quotas.drover.dev", "capped"]);
+    let rest = fw.offer_of(15, &node);
+    assert!(scalar(&rest, "cpus") > 0.5, "{rest}");
+}
+
 #[test]
 fn drover_controller_serves_the_api_only_on_loopback_while_leading() {
     let c = Cluster::on_etcd();

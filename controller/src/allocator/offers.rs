@@ -4,11 +4,17 @@
 //! dominant share first ([`Drf`]). Offers live only here, in memory: a restarted or
 //! newly elected controller starts with none and offers afresh.
 //!
+//! A role's Quota limit bounds what it is offered, as Mesos's quota limits do: an offer
+//! holds at most the role's headroom (limit − what its tasks, launches and outstanding
+//! offers hold) in each limited dimension, and a role at its limit gets no offers.
+//!
 //! The book is plain data driven by [`OfferBook::cycle`] with the cluster as the caller
 //! sees it; it never reads a clock itself (`now` is passed in), so tests can step time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
+
+use drover_api::resources::Resources;
 
 use crate::allocator::drf::{Drf, RoleUsage, Sorter};
 use crate::allocator::inventory::{Amounts, Inventory, NodeState};
@@ -96,6 +102,31 @@ pub struct ClusterView<'a> {
     pub role_usage: &'a BTreeMap<String, Amounts>,
     /// Keys (`namespace/name`) of the Tasks the caller's view already holds.
     pub known_tasks: &'a BTreeSet<String>,
+    /// Each role's Quota limit (see [`crate::controllers::quota::policies`]); a role
+    /// not here is unlimited.
+    pub role_limits: &'a BTreeMap<String, Resources>,
+}
+
+/// `free` cut down to what a role holding `held` may still take under `limit`.
+fn within_limit(free: &Amounts, limit: Option<&Resources>, held: &Amounts) -> Amounts {
+    let Some(l) = limit else {
+        return *free;
+    };
+    Amounts {
+        cpus: l.cpus.map_or(free.cpus, |c| free.cpus.min(c - held.cpus)),
+        mem_mib: l
+            .mem_mib
+            .map_or(free.mem_mib, |m| free.mem_mib.min(m - held.mem_mib)),
+        disk_mib: l
+            .disk_mib
+            .map_or(free.disk_mib, |d| free.disk_mib.min(d - held.disk_mib)),
+        gpus: l.gpus.map_or(free.gpus, |g| free.gpus.min(g - held.gpus)),
+    }
+}
+
+/// Worth an offer: some cpu and memory.
+fn worth_offering(a: &Amounts) -> bool {
+    a.cpus >= MIN_CPUS && a.mem_mib >= MIN_MEM_MIB
 }
 
 /// One task of an accept, as the book checks it.
@@ -455,10 +486,12 @@ impl OfferBook {
             }
             let (in_offers, taken_ports) = held.get(n.name.as_str()).cloned().unwrap_or_default();
             let free = n.free().minus(&in_offers);
-            if free.cpus < MIN_CPUS || free.mem_mib < MIN_MEM_MIB {
+            if !worth_offering(&free) {
                 continue;
             }
-            let Some(framework) = self.next_framework(&n.name, &roles, &total, now) else {
+            let Some((framework, offered)) =
+                self.next_framework(&n.name, &free, &roles, view.role_limits, &total, now)
+            else {
                 continue;
             };
             let mut used_ports = n.ports.used.clone();
@@ -470,10 +503,10 @@ impl OfferBook {
                 framework: framework.clone(),
                 node: n.name.clone(),
                 resources: Amounts {
-                    cpus: free.cpus,
-                    mem_mib: free.mem_mib,
-                    disk_mib: free.disk_mib.max(0),
-                    gpus: free.gpus.max(0),
+                    cpus: offered.cpus,
+                    mem_mib: offered.mem_mib,
+                    disk_mib: offered.disk_mib.max(0),
+                    gpus: offered.gpus.max(0),
                 },
                 ports,
                 created: now,
@@ -494,16 +527,19 @@ impl OfferBook {
         events
     }
 
-    /// The framework that gets node `node` next: roles in weighted-DRF order (a role's
-    /// weight is the largest of its frameworks'), frameworks of one role by name;
-    /// skipping those holding an offer of the node or refusing it.
+    /// The framework that gets node `node` next, and what of `free` it is offered:
+    /// roles in weighted-DRF order (a role's weight is the largest of its
+    /// frameworks'), frameworks of one role by name; skipping roles at their Quota
+    /// limit and frameworks holding an offer of the node or refusing it.
     fn next_framework(
         &self,
         node: &str,
+        free: &Amounts,
         roles: &BTreeMap<String, Amounts>,
+        limits: &BTreeMap<String, Resources>,
         total: &Amounts,
         now: Instant,
-    ) -> Option<String> {
+    ) -> Option<(String, Amounts)> {
         let mut by_role: BTreeMap<&str, (f64, Vec<&str>)> = BTreeMap::new();
         for (name, s) in &self.subscribers {
             let e = by_role.entry(s.role.as_str()).or_insert((0.0, Vec::new()));
@@ -522,6 +558,10 @@ impl OfferBook {
             let Some((_, frameworks)) = by_role.get(r.role.as_str()) else {
                 continue;
             };
+            let offered = within_limit(free, limits.get(&r.role), &r.allocated);
+            if !worth_offering(&offered) {
+                continue;
+            }
             for f in frameworks {
                 let has_offer = self
                     .offers
@@ -532,7 +572,7 @@ impl OfferBook {
                     .get(&(f.to_string(), node.to_string()))
                     .is_some_and(|until| *until > now);
                 if !has_offer && !refused {
-                    return Some(f.to_string());
+                    return Some((f.to_string(), offered));
                 }
             }
         }
@@ -605,6 +645,7 @@ mod tests {
         maintenance: BTreeSet<String>,
         roles: BTreeMap<String, Amounts>,
         known: BTreeSet<String>,
+        limits: BTreeMap<String, Resources>,
     }
 
     impl World {
@@ -614,6 +655,7 @@ mod tests {
                 maintenance: BTreeSet::new(),
                 roles: BTreeMap::new(),
                 known: BTreeSet::new(),
+                limits: BTreeMap::new(),
             }
         }
         fn cycle(&self, book: &mut OfferBook, now: Instant) -> Vec<BookEvent> {
@@ -623,6 +665,7 @@ mod tests {
                     maintenance: &self.maintenance,
                     role_usage: &self.roles,
                     known_tasks: &self.known,
+                    role_limits: &self.limits,
                 },
                 now,
             )
@@ -655,6 +698,75 @@ mod tests {
             .filter(|o| o.framework == framework)
             .map(|o| o.id.clone())
             .collect()
+    }
+
+    /// A role's Quota limit caps its offers (what its tasks and outstanding offers hold
+    /// counts); a role at its limit gets none while another role still gets offers.
+    #[test]
+    fn quota_limits_cap_a_roles_offers() {
+        let mut w = World::new(vec![node("a", 4.0, 4096), node("b", 4.0, 4096)]);
+        w.limits.insert(
+            "capped".into(),
+            Resources {
+                cpus: Some(3.0),
+                mem_mib: Some(5000),
+                ..Default::default()
+            },
+        );
+        let mut book = OfferBook::default();
+        let t0 = Instant::now();
+        book.subscribe("fw", "capped", 1.0);
+        let ev = w.cycle(&mut book, t0);
+        let got: Vec<(String, f64, i64)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                BookEvent::Offered(o) => {
+                    Some((o.node.clone(), o.resources.cpus, o.resources.mem_mib))
+                }
+                _ => None,
+            })
+            .collect();
+        // Node a: cpus cut to the limit; node b: no cpu left under it.
+        assert_eq!(got, vec![("a".to_string(), 3.0, 4096)]);
+
+        // Its tasks count too: holding 2.5 cpus, it may be offered 0.5.
+        let mut book = OfferBook::default();
+        book.subscribe("fw", "capped", 1.0);
+        w.roles.insert(
+            "capped".into(),
+            Amounts {
+                cpus: 2.5,
+                mem_mib: 512,
+                ..Default::default()
+            },
+        );
+        let ev = w.cycle(&mut book, t0);
+        let got: Vec<(String, f64, i64)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                BookEvent::Offered(o) => {
+                    Some((o.node.clone(), o.resources.cpus, o.resources.mem_mib))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![("a".to_string(), 0.5, 4096)]);
+
+        // At the limit: nothing for it; a role without a limit gets both nodes.
+        w.roles.get_mut("capped").expect("role").cpus = 3.0;
+        let mut book = OfferBook::default();
+        book.subscribe("fw", "capped", 1.0);
+        book.subscribe("free", "other", 1.0);
+        let ev = w.cycle(&mut book, t0);
+        let mut got = offered(&ev);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("free".to_string(), "a".to_string()),
+                ("free".to_string(), "b".to_string())
+            ]
+        );
     }
 
     #[test]
@@ -924,6 +1036,7 @@ mod tests {
             maintenance: &w.maintenance,
             role_usage: &w.roles,
             known_tasks: &w.known,
+            role_limits: &w.limits,
         };
         assert_eq!(book.short_now(&view, "a", &ids, &[ask(1.0)]), Some("cpus"));
         assert_eq!(book.short_now(&view, "a", &ids, &[ask(0.5)]), None);

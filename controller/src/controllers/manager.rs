@@ -111,13 +111,6 @@ pub async fn run_with(
         nodes_config,
         node_changed,
     ));
-    // The external-framework API (offers), if this process was given one to serve.
-    let scheduler_api = crate::framework::spawn_if_configured(
-        store.clone(),
-        nodes.clone(),
-        tasks.clone(),
-        framework_events,
-    );
     // Quota: usage and held-back demand in status; its cache, with the App cache, feeds
     // the apps controller's fair share (level 1).
     let quota_controller = find_kind("Quota").map(|info| {
@@ -127,6 +120,15 @@ pub async fn run_with(
         Some(c) => c.reader(),
         None => reflector::<drover_api::kinds::quota::Quota>().1,
     };
+    // The external-framework API (offers), if this process was given one to serve;
+    // Quota limits bound what its roles are offered.
+    let scheduler_api = crate::framework::spawn_if_configured(
+        store.clone(),
+        nodes.clone(),
+        tasks.clone(),
+        quotas.clone(),
+        framework_events,
+    );
     let quota_run = quota_controller.map(|c| {
         let ctx = Arc::new(crate::controllers::quota::QuotaContext {
             store: store.clone(),

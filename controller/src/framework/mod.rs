@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drover_api::kinds::node::Node;
+use drover_api::kinds::quota::Quota;
 use drover_api::kinds::task::{OwnerKind, Task, TaskPhase};
+use drover_api::resources::Resources;
 use drover_api::ConditionStatus;
 use drover_store::{Store, StoreError};
 use serde_json::{json, Value};
@@ -114,6 +116,7 @@ pub fn spawn_if_configured(
     store: Arc<dyn Store>,
     nodes: Reader<Node>,
     tasks: Reader<Task>,
+    quotas: Reader<Quota>,
     task_events: Option<TaskEvents>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let config = CONFIG.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
@@ -137,6 +140,7 @@ pub fn spawn_if_configured(
         store,
         nodes,
         tasks,
+        quotas,
         task_events,
         config,
         listener,
@@ -181,6 +185,8 @@ pub(crate) struct Shared {
     pub store: Arc<dyn Store>,
     pub nodes: Reader<Node>,
     pub tasks: Reader<Task>,
+    /// Quota limits bound what a role is offered.
+    pub quotas: Reader<Quota>,
     pub book: Mutex<OfferBook>,
     pub subs: Mutex<HashMap<String, Subscription>>,
     /// Frameworks not subscribed, since when (for `failoverTimeoutSeconds`).
@@ -219,6 +225,7 @@ async fn serve(
     store: Arc<dyn Store>,
     nodes: Reader<Node>,
     tasks: Reader<Task>,
+    quotas: Reader<Quota>,
     task_events: TaskEvents,
     config: Arc<SchedulerConfig>,
     listener: tokio::net::TcpListener,
@@ -229,6 +236,7 @@ async fn serve(
         store: store.clone(),
         nodes,
         tasks: tasks.clone(),
+        quotas,
         book: Mutex::new(OfferBook::new(config.offer_timeout)),
         subs: Mutex::new(HashMap::new()),
         disconnected: Mutex::new(HashMap::new()),
@@ -306,12 +314,13 @@ async fn offer_loop(shared: Arc<Shared>) {
     let mut written: HashMap<String, i32> = HashMap::new();
     loop {
         let events = {
-            let (inventory, maintenance, role_usage, known) = cluster_view(&shared);
+            let (inventory, maintenance, role_usage, known, limits) = cluster_view(&shared);
             let view = ClusterView {
                 inventory: &inventory,
                 maintenance: &maintenance,
                 role_usage: &role_usage,
                 known_tasks: &known,
+                role_limits: &limits,
             };
             let mut book = shared.book.lock().unwrap_or_else(|p| p.into_inner());
             book.cycle(&view, Instant::now())
@@ -373,6 +382,7 @@ pub(crate) fn cluster_view(
     BTreeSet<String>,
     BTreeMap<String, Amounts>,
     BTreeSet<String>,
+    BTreeMap<String, Resources>,
 ) {
     let nodes = shared.nodes.list();
     let maintenance = nodes
@@ -415,7 +425,11 @@ pub(crate) fn cluster_view(
             .unwrap_or_else(|| drover_api::defaults::ROLE.to_string());
         roles.entry(role).or_default().add(&amounts);
     }
-    (inventory, maintenance, roles, known)
+    let limits = crate::controllers::quota::policies(&shared.quotas.list())
+        .into_iter()
+        .map(|(role, policy)| (role, policy.limit))
+        .collect();
+    (inventory, maintenance, roles, known, limits)
 }
 
 /// Sends UPDATE events for the phase changes of framework-owned Tasks; a Task deleted
