@@ -682,6 +682,19 @@ mod tests {
             .collect()
     }
 
+    /// (node, cpus, memMiB) of every offer made.
+    fn offered_amounts(events: &[BookEvent]) -> Vec<(String, f64, i64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                BookEvent::Offered(o) => {
+                    Some((o.node.clone(), o.resources.cpus, o.resources.mem_mib))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn rescinded(events: &[BookEvent]) -> Vec<(String, RescindReason)> {
         events
             .iter()
@@ -717,15 +730,7 @@ mod tests {
         let t0 = Instant::now();
         book.subscribe("fw", "capped", 1.0);
         let ev = w.cycle(&mut book, t0);
-        let got: Vec<(String, f64, i64)> = ev
-            .iter()
-            .filter_map(|e| match e {
-                BookEvent::Offered(o) => {
-                    Some((o.node.clone(), o.resources.cpus, o.resources.mem_mib))
-                }
-                _ => None,
-            })
-            .collect();
+        let got = offered_amounts(&ev);
         // Node a: cpus cut to the limit; node b: no cpu left under it.
         assert_eq!(got, vec![("a".to_string(), 3.0, 4096)]);
 
@@ -741,15 +746,7 @@ mod tests {
             },
         );
         let ev = w.cycle(&mut book, t0);
-        let got: Vec<(String, f64, i64)> = ev
-            .iter()
-            .filter_map(|e| match e {
-                BookEvent::Offered(o) => {
-                    Some((o.node.clone(), o.resources.cpus, o.resources.mem_mib))
-                }
-                _ => None,
-            })
-            .collect();
+        let got = offered_amounts(&ev);
         assert_eq!(got, vec![("a".to_string(), 0.5, 4096)]);
 
         // At the limit: nothing for it; a role without a limit gets both nodes.
