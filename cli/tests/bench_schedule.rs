@@ -28,9 +28,33 @@ fn bench_schedule_commits_every_task_and_ends_with_the_rate_line() {
     let (n, rest) = rest.split_once(" (ceiling ").expect("ceiling");
     let (m, rest) = rest.split_once("/s, ").expect("/s, ");
     let p = rest.strip_suffix("%)").expect("%)");
+    // Three rounds (the default), each reported, then the median round's report.
+    let rounds: Vec<&str> = stdout.lines().filter(|l| l.starts_with("round ")).collect();
+    assert_eq!(rounds.len(), 3, "{stdout}");
+    assert!(
+        rounds.iter().all(|l| l.contains("5000 of 5000 committed")),
+        "{stdout}"
+    );
+    let by_round = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("P by round, lowest first: "))
+        .unwrap_or_else(|| panic!("no P by round line: {stdout}"));
+    let ps: Vec<u64> = by_round
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .split(", ")
+        .map(|p| p.trim_end_matches('%').parse().expect("a P"))
+        .collect();
+    assert_eq!(ps.len(), 3, "{by_round}");
+    assert!(
+        ps.windows(2).all(|w| w[0] <= w[1]),
+        "lowest first: {by_round}"
+    );
     let n: u64 = n.parse().expect("N is an integer");
     let m: u64 = m.parse().expect("M is an integer");
-    let _: u64 = p.parse().expect("P is an integer");
+    let p: u64 = p.parse().expect("P is an integer");
+    assert_eq!(p, ps[1], "the last line is the median round: {stdout}");
     assert!(n > 0 && m > 0, "{last}");
 }
 
@@ -43,4 +67,31 @@ fn bench_schedule_rejects_zero_nodes_with_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--nodes must be at least 1"), "{stderr}");
+}
+
+#[test]
+fn bench_schedule_refuses_rounds_on_someone_elses_etcd() {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "bench",
+            "schedule",
+            "--nodes",
+            "10",
+            "--tasks",
+            "10",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:1",
+            "--rounds",
+            "2",
+        ])
+        .output()
+        .expect("run drover");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--rounds 2 needs a fresh store per round"),
+        "{stderr}"
+    );
 }

@@ -62,7 +62,9 @@ impl FieldCounts {
     /// reads changed (GROUP_BY's minimum, GROUP_BY:n's number of values, CLUSTER's first
     /// value), for the constraints on this field.
     fn add(&mut self, value: &str) -> bool {
-        let (min, distinct, first) = (self.min(), self.counts.len(), self.first.is_some());
+        // Read before only what this field's constraints look at (this runs per bind).
+        let min = self.reads_min.then(|| self.min());
+        let (distinct, first) = (self.counts.len(), self.first.is_some());
         let c = match self.counts.get_mut(value) {
             Some(c) => c,
             None => self.counts.entry(value.to_string()).or_insert(0),
@@ -81,7 +83,7 @@ impl FieldCounts {
             self.first = Some(value.to_string());
         }
         self.total += 1;
-        (self.reads_min && min != self.min())
+        min.is_some_and(|m| m != self.min())
             || (self.reads_distinct && distinct != self.counts.len())
             || (self.reads_first && first != self.first.is_some())
     }

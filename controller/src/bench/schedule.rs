@@ -841,9 +841,11 @@ fn place_all(
             if !current.items.is_empty() {
                 let sealed = std::mem::replace(&mut current, new_batch(batch_size));
                 seal(&mut out, &mut batch_started);
+                let waited = Instant::now();
                 if batches.blocking_send(sealed).is_err() {
                     break;
                 }
+                send_wait += waited.elapsed();
                 in_flight += 1;
                 batch_no += 1;
                 continue;

@@ -34,7 +34,8 @@ pub struct EmbeddedOptions {
     /// Revisions of history kept for watches and old reads; older ones are compacted
     /// automatically (0 = never compact automatically).
     pub history_revisions: u64,
-    /// Write a snapshot (and drop the WAL before it) after this many WAL bytes.
+    /// Write a snapshot (and drop the WAL before it) after this many WAL bytes — or,
+    /// when the last snapshot is larger, after as many WAL bytes as it holds.
     pub snapshot_wal_bytes: u64,
 }
 
