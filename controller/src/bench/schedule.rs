@@ -513,6 +513,9 @@ pub async fn run_with_ceiling(
                 conflicts_injected += 1;
             }
         }
+        // The transaction is built before waiting for room, as the ceiling's are: a
+        // freed slot is filled at once and the writer finds as many in its next group.
+        let (txn, pending) = guarded_txn(&keys, b);
         let permit = gate
             .clone()
             .acquire_owned()
@@ -520,7 +523,7 @@ pub async fn run_with_ceiling(
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         let (store, keys, feedback) = (store.clone(), keys.clone(), feedback_tx.clone());
         commits.push(tokio::spawn(async move {
-            let out = commit(&store, &keys, b, &feedback).await;
+            let out = commit(&store, &keys, txn, pending, &feedback).await;
             drop(permit);
             out
         }));
@@ -690,23 +693,39 @@ enum Committed {
     Conflict(usize),
 }
 
-/// Commits one batch: its Tasks if absent, guarded by the revisions its placements
-/// saw of their nodes. On a conflict the nodes are read again and the batch goes back
-/// to the placement thread.
-async fn commit(
-    store: &Arc<dyn Store>,
-    keys: &[String],
-    b: Batch,
-    feedback: &std_mpsc::Sender<Feedback>,
-) -> Result<Committed, BenchError> {
+/// A batch's transaction: its Tasks if absent, guarded by the revisions its placements
+/// saw of their nodes; and what a conflict needs to place the batch again.
+fn guarded_txn(keys: &[String], b: Batch) -> (Txn, Pending) {
     let mut txn = Txn::new();
     for (node, rev) in &b.guards {
         txn = txn.when(Compare::mod_revision(keys[*node as usize].clone(), *rev));
     }
-    let n = b.items.len();
     for (k, v) in b.items {
         txn = txn.when(Compare::absent(k.clone())).then(Op::put(k, v));
     }
+    let pending = Pending {
+        guards: b.guards,
+        placed: b.placed,
+    };
+    (txn, pending)
+}
+
+/// A batch handed to the store: its node guards and placements, for a retry.
+struct Pending {
+    guards: Vec<(u32, i64)>,
+    placed: Vec<Placed>,
+}
+
+/// Commits one batch's transaction. On a conflict the nodes are read again and the
+/// batch goes back to the placement thread.
+async fn commit(
+    store: &Arc<dyn Store>,
+    keys: &[String],
+    txn: Txn,
+    b: Pending,
+    feedback: &std_mpsc::Sender<Feedback>,
+) -> Result<Committed, BenchError> {
+    let n = b.placed.len();
     if store.txn(txn).await?.succeeded {
         let _ = feedback.send(Feedback::Committed);
         return Ok(Committed::All(n));

@@ -1,14 +1,13 @@
 //! Snapshots: the whole MVCC state at a group boundary, so the WAL before it can go.
 //! Written to a temporary file, fsynced, then renamed over `snapshot`; a CRC-32 covers it.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::embedded::codec::{Dec, DecodeResult, Enc};
-use crate::embedded::mvcc::{Mem, Value, Version};
+use crate::embedded::mvcc::{Frozen, Keys, Mem, Value, Version};
 use crate::embedded::wal::sync_dir;
 use crate::error::{StoreError, StoreResult};
 
@@ -18,7 +17,7 @@ const MAGIC: &[u8; 8] = b"DROVSNP1";
 
 /// Writes `mem` as the snapshot that WAL segments from `next_wal` on continue; returns
 /// its size in bytes.
-pub(crate) fn write(dir: &Path, mem: &Mem, next_wal: u64) -> StoreResult<u64> {
+pub(crate) fn write(dir: &Path, mem: &Frozen, next_wal: u64) -> StoreResult<u64> {
     let tmp = dir.join(TMP);
     let file = File::create(&tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -122,9 +121,9 @@ fn decode(body: &[u8]) -> DecodeResult<(Mem, u64)> {
         mem.leases.insert(id, ttl);
     }
     let nkeys = d.u32()?;
-    let mut keys = BTreeMap::new();
+    let mut entries = Vec::with_capacity((nkeys as usize).min(1 << 20));
     for _ in 0..nkeys {
-        let key = d.string()?;
+        let key: Arc<str> = Arc::from(d.string()?);
         let n = d.u32()? as usize;
         let mut versions = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -149,15 +148,16 @@ fn decode(body: &[u8]) -> DecodeResult<(Mem, u64)> {
                     .insert(key.clone());
             }
         }
-        keys.insert(key, versions);
+        entries.push((key, versions));
     }
-    mem.keys = keys;
+    mem.keys = Keys::from_entries(entries);
     for _ in 0..d.u32()? {
         let rev = d.i64()?;
         let n = d.u32()? as usize;
         let mut ks = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
-            ks.push(d.string()?);
+            let k = d.string()?;
+            ks.push(mem.keys.shared(&k).unwrap_or_else(|| Arc::from(k)));
         }
         mem.log.insert(rev, ks);
     }

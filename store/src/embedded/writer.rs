@@ -94,6 +94,9 @@ pub(crate) struct Writer {
     /// Set when the WAL could not be written: the store refuses writes from then on
     /// (after a failed fsync the page cache cannot be trusted), reads go on.
     failed: Option<String>,
+    /// Group commits that wrote the WAL (one fsync each), and the requests they held.
+    syncs: u64,
+    synced_requests: u64,
 }
 
 /// One group being applied.
@@ -123,6 +126,8 @@ impl Writer {
             snapshotting: Arc::new(AtomicBool::new(false)),
             snapshot_bytes: Arc::new(AtomicU64::new(snapshot_bytes)),
             failed: None,
+            syncs: 0,
+            synced_requests: 0,
         }
     }
 
@@ -155,7 +160,11 @@ impl Writer {
             self.maybe_compact();
             self.maybe_snapshot();
         }
-        tracing::debug!("embedded store writer stopped");
+        tracing::debug!(
+            fsyncs = self.syncs,
+            requests_per_fsync = self.synced_requests as f64 / self.syncs.max(1) as f64,
+            "embedded store writer stopped"
+        );
     }
 
     fn until_next_expiry(&self) -> Duration {
@@ -197,7 +206,7 @@ impl Writer {
             let mut mem = self.shared.mem.write().unwrap_or_else(|p| p.into_inner());
             for req in requests {
                 let answer = match req {
-                    Request::Txn(txn, reply) => Answer::Txn(reply, txn_in(&mut mem, &mut g, &txn)),
+                    Request::Txn(txn, reply) => Answer::Txn(reply, txn_in(&mut mem, &mut g, txn)),
                     Request::Grant(ttl, reply) => {
                         Answer::Grant(reply, grant_in(&mut mem, &mut g, ttl))
                     }
@@ -221,6 +230,8 @@ impl Writer {
             mem.revision
         };
         if !g.mutations.is_empty() {
+            self.syncs += 1;
+            self.synced_requests += g.answers.len() as u64;
             if let Err(e) = self.wal.append(&g.mutations) {
                 let msg = format!("the write-ahead log could not be written ({e}); the store refuses writes until it is reopened");
                 tracing::error!(error = %e, "embedded store WAL append failed");
@@ -292,12 +303,12 @@ impl Writer {
                 return;
             }
         };
-        let copy: Mem = self
+        let copy = self
             .shared
             .mem
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .freeze();
         let dir = self.dir.clone();
         let busy = self.snapshotting.clone();
         let size = self.snapshot_bytes.clone();
@@ -352,7 +363,7 @@ fn refuse(req: Request, msg: &str) {
     answer.fail(msg);
 }
 
-fn txn_in(mem: &mut Mem, g: &mut Group, txn: &Txn) -> StoreResult<TxnOutcome> {
+fn txn_in(mem: &mut Mem, g: &mut Group, txn: Txn) -> StoreResult<TxnOutcome> {
     txn.check()?;
     for c in &txn.compares {
         let current = mem.live(c.key());
@@ -387,16 +398,13 @@ fn txn_in(mem: &mut Mem, g: &mut Group, txn: &Txn) -> StoreResult<TxnOutcome> {
         });
     }
     let revision = mem.revision + 1;
+    // The request's keys and values move into the log entry; nothing is copied.
     let ops = txn
         .ops
-        .iter()
+        .into_iter()
         .map(|op| match op {
-            Op::Put { key, value, lease } => WriteOp::Put {
-                key: key.clone(),
-                value: value.clone(),
-                lease: *lease,
-            },
-            Op::Delete { key } => WriteOp::Delete { key: key.clone() },
+            Op::Put { key, value, lease } => WriteOp::Put { key, value, lease },
+            Op::Delete { key } => WriteOp::Delete { key },
         })
         .collect();
     push(mem, g, Mutation::Write { revision, ops });
