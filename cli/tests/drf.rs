@@ -293,6 +293,42 @@ fn a_quota_limit_caps_its_role_and_the_other_role_gets_the_rest() {
     });
 }
 
+/// A Quota guarantee is set aside while its role asks for nothing: role a gets only
+/// what is free beyond it and its App says why; role prod, applied later, finds its
+/// guarantee free.
+#[test]
+fn a_quota_guarantee_is_kept_free_until_its_role_asks() {
+    let nodes = ["g1"];
+    let c = cluster(&nodes);
+    let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata: {name: prod}\nspec: {role: prod, guarantee: {cpus: 1.5}}\n";
+    c.ok(&[
+        "apply",
+        "-f",
+        c.write("quota.yaml", quota).to_str().expect("utf-8"),
+    ]);
+    let app_a = APPS.split("---").next().expect("App a");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.write("a.yaml", app_a).to_str().expect("utf-8"),
+    ]);
+    let _agents = start_agents(&c, &nodes, 4, 4096);
+    // 4 cpus, 1.5 set aside: two of a's 1-cpu tasks, not three.
+    let v = wait_full(&c, 30, |v| v.count("a") >= 2);
+    wait_until(10, "App a's status to name the guarantee", || {
+        scheduled_message(&c, "a").contains("set aside for the quota guarantee of role `prod`")
+    });
+    assert_eq!(view(&c).count("a"), 2, "{}", describe(&v));
+    let prod = "apiVersion: drover.dev/v1alpha1\nkind: App\nmetadata: {name: prod}\nspec:\n  role: prod\n  instances: 3\n  container: {cmd: \"sleep 3600\"}\n  resources: {cpus: 0.5, memMiB: 64}\n";
+    c.ok(&[
+        "apply",
+        "-f",
+        c.write("prod.yaml", prod).to_str().expect("utf-8"),
+    ]);
+    let v = wait_full(&c, 30, |v| v.count("prod") == 3);
+    assert_eq!(v.count("a"), 2, "{}", describe(&v));
+}
+
 #[test]
 fn a_role_of_weight_two_gets_about_twice_the_dominant_share() {
     let nodes = ["w1"];

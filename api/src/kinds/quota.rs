@@ -38,7 +38,8 @@ pub struct QuotaSpec {
     /// The role.
     #[serde(default)]
     pub role: String,
-    /// Resources the role always gets offers for (unset = none).
+    /// Resources set aside for the role: what it does not hold of them is given to no
+    /// other role, and it goes first while below them (unset = none).
     #[serde(default)]
     pub guarantee: Resources,
     /// Resources the role may never exceed (unset = unlimited).

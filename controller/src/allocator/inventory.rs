@@ -28,6 +28,21 @@ impl Amounts {
         }
     }
 
+    /// Negative amounts (an overcommitted node's free) as nothing.
+    pub fn at_least_zero(&self) -> Amounts {
+        Amounts {
+            cpus: self.cpus.max(0.0),
+            mem_mib: self.mem_mib.max(0),
+            disk_mib: self.disk_mib.max(0),
+            gpus: self.gpus.max(0),
+        }
+    }
+
+    /// Nothing in any dimension (a little cpu slack for float sums).
+    pub fn is_zero(&self) -> bool {
+        self.cpus.abs() <= 1e-9 && self.mem_mib == 0 && self.disk_mib == 0 && self.gpus == 0
+    }
+
     /// The first dimension in which `want` does not fit in `self`, by its API name.
     pub fn shortfall(&self, want: &Amounts) -> Option<&'static str> {
         // A little slack for float sums of fractional cpus.

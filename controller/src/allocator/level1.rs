@@ -4,10 +4,15 @@
 //!
 //! Progressive filling (the DRF paper's algorithm) over the aggregate free resources:
 //! repeatedly take the role with the lowest weighted dominant share that still has
-//! demand that fits — roles below their guarantee first, never past a limit — and grant
-//! it one instance of its next App (its Apps take turns in the order given), until
-//! nothing fits. Pure: the apps controller feeds it from its caches and places at most
-//! the grant; the placement pipeline (level 2) then picks the nodes.
+//! demand that fits — roles below their guarantee first, never past a limit, never into
+//! what is set aside for other roles' guarantees — and grant it one instance of its next
+//! App (its Apps take turns in the order given), until nothing fits. Pure: the apps
+//! controller feeds it from its caches and places at most the grant; the placement
+//! pipeline (level 2) then picks the nodes.
+//!
+//! A guarantee is a reservation, as Mesos's quota guarantee: the part a role does not
+//! hold yet is set aside from the free resources whether or not it asks for it now, so
+//! that when it does the resources are there ([`Reserved`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,6 +64,17 @@ impl RolePolicy {
         l.gpus = max_opt(l.gpus, limit.gpus, i32::min);
     }
 
+    /// The part of its guarantee a role holding `used` does not hold yet.
+    pub fn unmet(&self, used: &Amounts) -> Amounts {
+        let g = &self.guarantee;
+        Amounts {
+            cpus: g.cpus.map_or(0.0, |v| (v - used.cpus).max(0.0)),
+            mem_mib: g.mem_mib.map_or(0, |v| (v - used.mem_mib).max(0)),
+            disk_mib: g.disk_mib.map_or(0, |v| (v - used.disk_mib).max(0)),
+            gpus: g.gpus.map_or(0, |v| (v - used.gpus).max(0)),
+        }
+    }
+
     fn below_guarantee(&self, used: &Amounts) -> bool {
         let g = &self.guarantee;
         g.cpus.is_some_and(|v| used.cpus + 1e-9 < v)
@@ -99,6 +115,59 @@ pub fn over_limit(
     None
 }
 
+/// What is set aside for roles' guarantees: each guaranteed role's unmet part, from what
+/// it holds. A role may take only what leaves the others' parts free (it may take its
+/// own).
+#[derive(Clone, Debug, Default)]
+pub struct Reserved {
+    unmet: BTreeMap<String, Amounts>,
+}
+
+impl Reserved {
+    /// From the roles' policies and what each holds (bound tasks, and whatever else the
+    /// caller counts as held: outstanding offers, launches).
+    pub fn new(policies: &BTreeMap<String, RolePolicy>, held: &BTreeMap<String, Amounts>) -> Self {
+        let unmet = policies
+            .iter()
+            .map(|(role, p)| {
+                let used = held.get(role).copied().unwrap_or_default();
+                (role.clone(), p.unmet(&used))
+            })
+            .filter(|(_, u)| !u.is_zero())
+            .collect();
+        Reserved { unmet }
+    }
+
+    /// `role` (of `policy`) now holds `used`.
+    pub fn update(&mut self, role: &str, policy: Option<&RolePolicy>, used: &Amounts) {
+        let unmet = policy.map(|p| p.unmet(used)).unwrap_or_default();
+        if unmet.is_zero() {
+            self.unmet.remove(role);
+        } else {
+            self.unmet.insert(role.to_string(), unmet);
+        }
+    }
+
+    /// What `role` may take of `free`: `free` less the other roles' unmet guarantees
+    /// (negative where they are owed more than is free).
+    pub fn available_to(&self, role: &str, free: &Amounts) -> Amounts {
+        let mut aside = Amounts::default();
+        for (_, u) in self.unmet.iter().filter(|(r, _)| r.as_str() != role) {
+            aside.add(u);
+        }
+        free.minus(&aside)
+    }
+
+    /// The roles other than `role` that have something set aside.
+    pub fn holders_besides(&self, role: &str) -> Vec<String> {
+        self.unmet
+            .keys()
+            .filter(|r| r.as_str() != role)
+            .cloned()
+            .collect()
+    }
+}
+
 /// The outstanding demand of one App: `missing` more instances of `each`, in `role`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Demand<K> {
@@ -119,6 +188,8 @@ pub enum Held {
         resource: &'static str,
         limit: String,
     },
+    /// What is free is set aside for other roles' Quota guarantees.
+    Reserved { roles: Vec<String> },
 }
 
 impl fmt::Display for Held {
@@ -130,6 +201,15 @@ impl fmt::Display for Held {
                 resource,
                 limit,
             } => write!(f, "role `{role}` at its quota limit {resource} {limit}"),
+            Held::Reserved { roles } => {
+                let names: Vec<String> = roles.iter().map(|r| format!("`{r}`")).collect();
+                let s = if roles.len() == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "the free resources are set aside for the quota guarantee{s} of role{s} {}",
+                    names.join(", ")
+                )
+            }
         }
     }
 }
@@ -198,12 +278,16 @@ pub fn fill<K>(cluster: &Cluster, demands: &[Demand<K>]) -> Vec<Grant> {
     let mut left: Vec<usize> = demands.iter().map(|d| d.missing).collect();
     let mut granted = vec![0usize; demands.len()];
     let mut free = cluster.free;
+    let mut reserved = Reserved::new(&cluster.policies, &cluster.usage);
     loop {
         // Each role that can take one more instance now, with the App it would be.
         let candidates: Vec<(usize, usize)> = roles
             .iter()
             .enumerate()
-            .filter_map(|(r, role)| role.next(demands, &left, &free).map(|i| (r, i)))
+            .filter_map(|(r, role)| {
+                let available = reserved.available_to(&role.name, &free);
+                role.next(demands, &left, &available).map(|i| (r, i))
+            })
             .collect();
         let Some((r, i)) = pick(&roles, &candidates, &cluster.total) else {
             break;
@@ -211,6 +295,7 @@ pub fn fill<K>(cluster: &Cluster, demands: &[Demand<K>]) -> Vec<Grant> {
         let each = demands[i].each;
         let role = &mut roles[r];
         role.used.add(&each);
+        reserved.update(&role.name, Some(&role.policy), &role.used);
         let pos = role.apps.iter().position(|&a| a == i).unwrap_or(0);
         role.cursor = (pos + 1) % role.apps.len().max(1);
         free = free.minus(&each);
@@ -223,11 +308,19 @@ pub fn fill<K>(cluster: &Cluster, demands: &[Demand<K>]) -> Vec<Grant> {
         .map(|(i, d)| {
             let held = (left[i] > 0).then(|| {
                 let role = &roles[index[d.role.as_str()]];
+                let set_aside = free.shortfall(&d.each).is_none()
+                    && reserved
+                        .available_to(&role.name, &free)
+                        .shortfall(&d.each)
+                        .is_some();
                 match over_limit(&role.policy.limit, &role.used, &d.each) {
                     Some((resource, limit)) => Held::Limit {
                         role: d.role.clone(),
                         resource,
                         limit,
+                    },
+                    None if set_aside => Held::Reserved {
+                        roles: reserved.holders_besides(&role.name),
                     },
                     None => Held::FairShare {
                         role: d.role.clone(),
@@ -376,6 +469,48 @@ mod tests {
             ],
         );
         assert_eq!((grants[0].granted, grants[1].granted), (3, 7));
+    }
+
+    /// A guarantee is set aside while its role asks for nothing: other roles get only
+    /// what is free beyond its unmet part, and are told why.
+    #[test]
+    fn a_guarantee_is_set_aside_for_a_role_that_asks_for_nothing() {
+        let total = amounts(10.0, 10240);
+        let mut cluster = empty(total);
+        cluster.policies.insert(
+            "prod".into(),
+            RolePolicy {
+                guarantee: Resources {
+                    cpus: Some(4.0),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        // prod holds 1 cpu of its 4: 3 are set aside of the 9 free.
+        cluster.usage.insert("prod".into(), amounts(1.0, 0));
+        cluster.free = total.minus(&amounts(1.0, 0));
+        let grants = fill(&cluster, &[demand("dev", "dev", 1.0, 0, 100)]);
+        assert_eq!(grants[0].granted, 6);
+        assert_eq!(
+            grants[0].held,
+            Some(Held::Reserved {
+                roles: vec!["prod".into()]
+            })
+        );
+        assert_eq!(
+            grants[0].held.as_ref().map(ToString::to_string).as_deref(),
+            Some("the free resources are set aside for the quota guarantee of role `prod`")
+        );
+        // Once prod asks, it gets what was kept for it.
+        let grants = fill(
+            &cluster,
+            &[
+                demand("dev", "dev", 1.0, 0, 6),
+                demand("prod", "prod", 1.0, 0, 3),
+            ],
+        );
+        assert_eq!((grants[0].granted, grants[1].granted), (6, 3));
     }
 
     /// A limit caps the role; the others get the rest; the reason names the dimension.

@@ -7,6 +7,9 @@
 //! A role's Quota limit bounds what it is offered, as Mesos's quota limits do: an offer
 //! holds at most the role's headroom (limit − what its tasks, launches and outstanding
 //! offers hold) in each limited dimension, and a role at its limit gets no offers.
+//! A role's Quota guarantee is set aside, as Mesos's quota guarantees are: the part it
+//! does not hold yet is offered to no other role — an offer to another role holds at
+//! most what is free in the whole cluster less the others' unmet guarantees.
 //!
 //! The book is plain data driven by [`OfferBook::cycle`] with the cluster as the caller
 //! sees it; it never reads a clock itself (`now` is passed in), so tests can step time.
@@ -18,6 +21,7 @@ use drover_api::resources::Resources;
 
 use crate::allocator::drf::{Drf, RoleUsage, Sorter};
 use crate::allocator::inventory::{Amounts, Inventory, NodeState};
+use crate::allocator::level1::{Reserved, RolePolicy};
 
 /// Mesos's default `filters.refuse_seconds` for a decline.
 pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
@@ -102,9 +106,9 @@ pub struct ClusterView<'a> {
     pub role_usage: &'a BTreeMap<String, Amounts>,
     /// Keys (`namespace/name`) of the Tasks the caller's view already holds.
     pub known_tasks: &'a BTreeSet<String>,
-    /// Each role's Quota limit (see [`crate::controllers::quota::policies`]); a role
-    /// not here is unlimited.
-    pub role_limits: &'a BTreeMap<String, Resources>,
+    /// Each role's Quota guarantee and limit (see
+    /// [`crate::controllers::quota::policies`]); a role not here has neither.
+    pub role_policies: &'a BTreeMap<String, RolePolicy>,
 }
 
 /// `free` cut down to what a role holding `held` may still take under `limit`.
@@ -121,6 +125,16 @@ fn within_limit(free: &Amounts, limit: Option<&Resources>, held: &Amounts) -> Am
             .disk_mib
             .map_or(free.disk_mib, |d| free.disk_mib.min(d - held.disk_mib)),
         gpus: l.gpus.map_or(free.gpus, |g| free.gpus.min(g - held.gpus)),
+    }
+}
+
+/// `a` cut to at most `cap` in every dimension.
+fn at_most(a: &Amounts, cap: &Amounts) -> Amounts {
+    Amounts {
+        cpus: a.cpus.min(cap.cpus),
+        mem_mib: a.mem_mib.min(cap.mem_mib),
+        disk_mib: a.disk_mib.min(cap.disk_mib),
+        gpus: a.gpus.min(cap.gpus),
     }
 }
 
@@ -478,19 +492,33 @@ impl OfferBook {
         }
         let total = view.inventory.total();
         let mut new_offers = Vec::new();
-        let mut nodes: Vec<&NodeState> = view.inventory.nodes.iter().collect();
+        let mut nodes: Vec<&NodeState> = view
+            .inventory
+            .nodes
+            .iter()
+            .filter(|n| unusable(n, view.maintenance).is_none())
+            .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        // What is free in the whole cluster, and what of it is set aside for guarantees.
+        let mut pool = Amounts::default();
+        for n in &nodes {
+            let in_offers = held.get(n.name.as_str()).map(|h| h.0).unwrap_or_default();
+            pool.add(&n.free().minus(&in_offers).at_least_zero());
+        }
+        let mut reserved = Reserved::new(view.role_policies, &roles);
         for n in nodes {
-            if unusable(n, view.maintenance).is_some() {
-                continue;
-            }
             let (in_offers, taken_ports) = held.get(n.name.as_str()).cloned().unwrap_or_default();
             let free = n.free().minus(&in_offers);
             if !worth_offering(&free) {
                 continue;
             }
+            let cut = Cut {
+                pool: &pool,
+                reserved: &reserved,
+                policies: view.role_policies,
+            };
             let Some((framework, offered)) =
-                self.next_framework(&n.name, &free, &roles, view.role_limits, &total, now)
+                self.next_framework(&n.name, &free, &roles, &cut, &total, now)
             else {
                 continue;
             };
@@ -512,11 +540,11 @@ impl OfferBook {
                 created: now,
             };
             self.next_id += 1;
+            pool = pool.minus(&offer.resources);
             if let Some(s) = self.subscribers.get(&framework) {
-                roles
-                    .entry(s.role.clone())
-                    .or_default()
-                    .add(&offer.resources);
+                let held = roles.entry(s.role.clone()).or_default();
+                held.add(&offer.resources);
+                reserved.update(&s.role, view.role_policies.get(&s.role), held);
             }
             new_offers.push(offer);
         }
@@ -530,13 +558,14 @@ impl OfferBook {
     /// The framework that gets node `node` next, and what of `free` it is offered:
     /// roles in weighted-DRF order (a role's weight is the largest of its
     /// frameworks'), frameworks of one role by name; skipping roles at their Quota
-    /// limit and frameworks holding an offer of the node or refusing it.
+    /// limit or left nothing by others' guarantees, and frameworks holding an offer of
+    /// the node or refusing it.
     fn next_framework(
         &self,
         node: &str,
         free: &Amounts,
         roles: &BTreeMap<String, Amounts>,
-        limits: &BTreeMap<String, Resources>,
+        cut: &Cut<'_>,
         total: &Amounts,
         now: Instant,
     ) -> Option<(String, Amounts)> {
@@ -558,7 +587,11 @@ impl OfferBook {
             let Some((_, frameworks)) = by_role.get(r.role.as_str()) else {
                 continue;
             };
-            let offered = within_limit(free, limits.get(&r.role), &r.allocated);
+            let limit = cut.policies.get(&r.role).map(|p| &p.limit);
+            let offered = at_most(
+                &within_limit(free, limit, &r.allocated),
+                &cut.reserved.available_to(&r.role, cut.pool),
+            );
             if !worth_offering(&offered) {
                 continue;
             }
@@ -578,6 +611,14 @@ impl OfferBook {
         }
         None
     }
+}
+
+/// What bounds an offer beyond the node's free resources: the cluster's free pool less
+/// other roles' unmet guarantees, and the role's limit.
+struct Cut<'a> {
+    pool: &'a Amounts,
+    reserved: &'a Reserved,
+    policies: &'a BTreeMap<String, RolePolicy>,
 }
 
 /// Why a node takes no offers now, if it does not.
@@ -645,7 +686,7 @@ mod tests {
         maintenance: BTreeSet<String>,
         roles: BTreeMap<String, Amounts>,
         known: BTreeSet<String>,
-        limits: BTreeMap<String, Resources>,
+        policies: BTreeMap<String, RolePolicy>,
     }
 
     impl World {
@@ -655,7 +696,7 @@ mod tests {
                 maintenance: BTreeSet::new(),
                 roles: BTreeMap::new(),
                 known: BTreeSet::new(),
-                limits: BTreeMap::new(),
+                policies: BTreeMap::new(),
             }
         }
         fn cycle(&self, book: &mut OfferBook, now: Instant) -> Vec<BookEvent> {
@@ -665,7 +706,7 @@ mod tests {
                     maintenance: &self.maintenance,
                     role_usage: &self.roles,
                     known_tasks: &self.known,
-                    role_limits: &self.limits,
+                    role_policies: &self.policies,
                 },
                 now,
             )
@@ -718,11 +759,14 @@ mod tests {
     #[test]
     fn quota_limits_cap_a_roles_offers() {
         let mut w = World::new(vec![node("a", 4.0, 4096), node("b", 4.0, 4096)]);
-        w.limits.insert(
+        w.policies.insert(
             "capped".into(),
-            Resources {
-                cpus: Some(3.0),
-                mem_mib: Some(5000),
+            RolePolicy {
+                limit: Resources {
+                    cpus: Some(3.0),
+                    mem_mib: Some(5000),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
@@ -762,6 +806,66 @@ mod tests {
             vec![
                 ("free".to_string(), "a".to_string()),
                 ("free".to_string(), "b".to_string())
+            ]
+        );
+    }
+
+    /// A role's unmet Quota guarantee is offered to no other role, even while it has no
+    /// framework; once it subscribes it is offered what was set aside.
+    #[test]
+    fn a_quota_guarantee_is_not_offered_to_other_roles() {
+        let mut w = World::new(vec![node("a", 4.0, 4096), node("b", 4.0, 4096)]);
+        w.policies.insert(
+            "prod".into(),
+            RolePolicy {
+                guarantee: Resources {
+                    cpus: Some(3.0),
+                    mem_mib: Some(1024),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let t0 = Instant::now();
+        let mut book = OfferBook::default();
+        book.subscribe("dev-fw", "dev", 1.0);
+        let got = offered_amounts(&w.cycle(&mut book, t0));
+        // 8 cpus and 8192 MiB free, 3 cpus and 1024 MiB set aside for prod.
+        assert_eq!(
+            got,
+            vec![("a".to_string(), 4.0, 4096), ("b".to_string(), 1.0, 3072)]
+        );
+
+        // What prod already holds shrinks what is set aside.
+        w.roles.insert(
+            "prod".into(),
+            Amounts {
+                cpus: 2.0,
+                mem_mib: 1024,
+                ..Default::default()
+            },
+        );
+        w.inv.nodes[1].used = w.roles["prod"];
+        let mut book = OfferBook::default();
+        book.subscribe("dev-fw", "dev", 1.0);
+        let got = offered_amounts(&w.cycle(&mut book, t0));
+        assert_eq!(
+            got,
+            vec![("a".to_string(), 4.0, 4096), ("b".to_string(), 1.0, 3072)]
+        );
+
+        // With prod subscribed, it gets the node dev may not have.
+        w.roles.clear();
+        w.inv.nodes[1].used = Amounts::default();
+        let mut book = OfferBook::default();
+        book.subscribe("dev-fw", "dev", 1.0);
+        book.subscribe("prod-fw", "prod", 1.0);
+        let got = offered(&w.cycle(&mut book, t0));
+        assert_eq!(
+            got,
+            vec![
+                ("dev-fw".to_string(), "a".to_string()),
+                ("prod-fw".to_string(), "b".to_string())
             ]
         );
     }
@@ -1033,7 +1137,7 @@ mod tests {
             maintenance: &w.maintenance,
             role_usage: &w.roles,
             known_tasks: &w.known,
-            role_limits: &w.limits,
+            role_policies: &w.policies,
         };
         assert_eq!(book.short_now(&view, "a", &ids, &[ask(1.0)]), Some("cpus"));
         assert_eq!(book.short_now(&view, "a", &ids, &[ask(0.5)]), None);

@@ -578,13 +578,7 @@ fn fair_grant(
     };
     for n in inv.nodes.iter().filter(|n| n.ready && n.schedulable) {
         cluster.total.add(&n.allocatable);
-        let free = n.free();
-        cluster.free.add(&Amounts {
-            cpus: free.cpus.max(0.0),
-            mem_mib: free.mem_mib.max(0),
-            disk_mib: free.disk_mib.max(0),
-            gpus: free.gpus.max(0),
-        });
+        cluster.free.add(&n.free().at_least_zero());
     }
     let mut usage = quota::Usage::of(&ctx.tasks.list());
     usage.add_in_flight(in_flight);
@@ -634,6 +628,7 @@ fn held_reason(h: &Held) -> &'static str {
     match h {
         Held::FairShare { .. } => "WaitingForFairShare",
         Held::Limit { .. } => "QuotaLimitReached",
+        Held::Reserved { .. } => "ReservedForGuarantee",
     }
 }
 

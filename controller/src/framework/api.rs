@@ -592,13 +592,13 @@ async fn accept(shared: &Shared, who: &Caller, call: Call) -> Result<(), CallErr
     first_error(errors)?;
     let asks: Vec<LaunchAsk> = launches.iter().map(|(a, _)| a.clone()).collect();
     // Checked before any write: a refused accept changes nothing.
-    let (inventory, maintenance, role_usage, known, limits) = super::cluster_view(shared);
+    let (inventory, maintenance, role_usage, known, policies) = super::cluster_view(shared);
     let view = ClusterView {
         inventory: &inventory,
         maintenance: &maintenance,
         role_usage: &role_usage,
         known_tasks: &known,
-        role_limits: &limits,
+        role_policies: &policies,
     };
     let node = {
         let mut book = shared.book.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::allocator::level1::RolePolicy;
 use drover_api::kinds::node::Node;
 use drover_api::kinds::quota::Quota;
 use drover_api::kinds::task::{OwnerKind, Task, TaskPhase};
-use drover_api::resources::Resources;
 use drover_api::ConditionStatus;
 use drover_store::{Store, StoreError};
 use serde_json::{json, Value};
@@ -314,13 +314,13 @@ async fn offer_loop(shared: Arc<Shared>) {
     let mut written: HashMap<String, i32> = HashMap::new();
     loop {
         let events = {
-            let (inventory, maintenance, role_usage, known, limits) = cluster_view(&shared);
+            let (inventory, maintenance, role_usage, known, policies) = cluster_view(&shared);
             let view = ClusterView {
                 inventory: &inventory,
                 maintenance: &maintenance,
                 role_usage: &role_usage,
                 known_tasks: &known,
-                role_limits: &limits,
+                role_policies: &policies,
             };
             let mut book = shared.book.lock().unwrap_or_else(|p| p.into_inner());
             book.cycle(&view, Instant::now())
@@ -382,7 +382,7 @@ pub(crate) fn cluster_view(
     BTreeSet<String>,
     BTreeMap<String, Amounts>,
     BTreeSet<String>,
-    BTreeMap<String, Resources>,
+    BTreeMap<String, RolePolicy>,
 ) {
     let nodes = shared.nodes.list();
     let maintenance = nodes
@@ -425,11 +425,8 @@ pub(crate) fn cluster_view(
             .unwrap_or_else(|| drover_api::defaults::ROLE.to_string());
         roles.entry(role).or_default().add(&amounts);
     }
-    let limits = crate::controllers::quota::policies(&shared.quotas.list())
-        .into_iter()
-        .map(|(role, policy)| (role, policy.limit))
-        .collect();
-    (inventory, maintenance, roles, known, limits)
+    let policies = crate::controllers::quota::policies(&shared.quotas.list());
+    (inventory, maintenance, roles, known, policies)
 }
 
 /// Sends UPDATE events for the phase changes of framework-owned Tasks; a Task deleted
