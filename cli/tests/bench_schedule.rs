@@ -28,9 +28,9 @@ fn bench_schedule_commits_every_task_and_ends_with_the_rate_line() {
     let (n, rest) = rest.split_once(" (ceiling ").expect("ceiling");
     let (m, rest) = rest.split_once("/s, ").expect("/s, ");
     let p = rest.strip_suffix("%)").expect("%)");
-    // Three rounds (the default), each reported, then the median round's report.
+    // Five rounds (the default), each reported, then the median round's report.
     let rounds: Vec<&str> = stdout.lines().filter(|l| l.starts_with("round ")).collect();
-    assert_eq!(rounds.len(), 3, "{stdout}");
+    assert_eq!(rounds.len(), 5, "{stdout}");
     assert!(
         rounds.iter().all(|l| l.contains("5000 of 5000 committed")),
         "{stdout}"
@@ -46,7 +46,7 @@ fn bench_schedule_commits_every_task_and_ends_with_the_rate_line() {
         .split(", ")
         .map(|p| p.trim_end_matches('%').parse().expect("a P"))
         .collect();
-    assert_eq!(ps.len(), 3, "{by_round}");
+    assert_eq!(ps.len(), 5, "{by_round}");
     assert!(
         ps.windows(2).all(|w| w[0] <= w[1]),
         "lowest first: {by_round}"
@@ -54,7 +54,7 @@ fn bench_schedule_commits_every_task_and_ends_with_the_rate_line() {
     let n: u64 = n.parse().expect("N is an integer");
     let m: u64 = m.parse().expect("M is an integer");
     let p: u64 = p.parse().expect("P is an integer");
-    assert_eq!(p, ps[1], "the last line is the median round: {stdout}");
+    assert_eq!(p, ps[2], "the last line is the median round: {stdout}");
     assert!(n > 0 && m > 0, "{last}");
 }
 

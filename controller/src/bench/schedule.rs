@@ -55,7 +55,7 @@ impl Default for ScheduleOptions {
             batch: 1000,
             inject_conflicts: 0,
             seed: 42,
-            in_flight: 4,
+            in_flight: 16,
         }
     }
 }

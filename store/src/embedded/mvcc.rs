@@ -63,42 +63,48 @@ pub(crate) enum Mutation {
     },
 }
 
-/// Every key's retained versions: a hash table for the point lookups every write and
-/// compare makes, beside a B-tree of the same keys for ordered listing. A lookup in a
-/// B-tree of a million string keys compares its key against keys scattered over the
-/// heap, a cache miss each; the table makes one probe. Both share one allocation per key.
+/// Every key's retained versions, in key order (lists, watch history, snapshots), and
+/// beside them each key's newest version in a hash table for the point lookups every
+/// compare, write and current read makes: a lookup in a B-tree of a million string keys
+/// compares against keys scattered over the heap, a cache miss each; the table makes
+/// one probe. Both share one allocation per key.
 #[derive(Clone, Default)]
 pub(crate) struct Keys {
-    map: hashbrown::HashMap<Arc<str>, Vec<Version>>,
-    order: BTreeSet<Arc<str>>,
+    order: BTreeMap<Arc<str>, Vec<Version>>,
+    newest: hashbrown::HashMap<Arc<str>, Version>,
 }
 
 impl Keys {
+    /// Every retained version of `key`, oldest first.
     pub(crate) fn get(&self, key: &str) -> Option<&Vec<Version>> {
-        self.map.get(key)
+        self.order.get(key)
+    }
+
+    /// The newest version of `key` (a tombstone when deleted and not yet compacted).
+    pub(crate) fn newest(&self, key: &str) -> Option<&Version> {
+        self.newest.get(key)
     }
 
     /// The key as stored (shared), if it is.
     pub(crate) fn shared(&self, key: &str) -> Option<Arc<str>> {
-        self.map.get_key_value(key).map(|(k, _)| k.clone())
+        self.newest.get_key_value(key).map(|(k, _)| k.clone())
     }
 
     /// Appends a version to the key's, adding the key first if new; returns the key as
     /// stored.
     fn push(&mut self, key: &str, version: Version) -> Arc<str> {
-        if let Some((k, versions)) = self.map.get_key_value_mut(key) {
-            versions.push(version);
-            return k.clone();
+        if let Some((k, newest)) = self.newest.get_key_value_mut(key) {
+            *newest = version.clone();
+            let k = k.clone();
+            if let Some(versions) = self.order.get_mut(key) {
+                versions.push(version);
+            }
+            return k;
         }
         let k: Arc<str> = Arc::from(key);
-        self.insert(k.clone(), vec![version]);
+        self.newest.insert(k.clone(), version.clone());
+        self.order.insert(k.clone(), vec![version]);
         k
-    }
-
-    /// Adds a key that is not stored yet.
-    fn insert(&mut self, key: Arc<str>, versions: Vec<Version>) {
-        self.order.insert(key.clone());
-        self.map.insert(key, versions);
     }
 
     /// Every key from `start` on, in key order.
@@ -108,33 +114,41 @@ impl Keys {
     ) -> impl Iterator<Item = (&'a Arc<str>, &'a Vec<Version>)> + 'a {
         self.order
             .range::<str, _>((Bound::Included(start), Bound::Unbounded))
-            .filter_map(move |k| self.map.get_key_value(k.as_ref()))
     }
 
-    /// Keys as a snapshot loads them (any order).
+    /// Keys as a snapshot loads them (any order: the map sorts them, in O(n) when
+    /// sorted already).
     pub(crate) fn from_entries(entries: Vec<(Arc<str>, Vec<Version>)>) -> Keys {
-        let order = entries.iter().map(|(k, _)| k.clone()).collect();
-        let mut map = hashbrown::HashMap::with_capacity(entries.len());
-        map.extend(entries);
-        Keys { map, order }
+        let mut newest = hashbrown::HashMap::with_capacity(entries.len());
+        for (k, versions) in &entries {
+            if let Some(v) = versions.last() {
+                newest.insert(k.clone(), v.clone());
+            }
+        }
+        Keys {
+            order: entries.into_iter().collect(),
+            newest,
+        }
     }
 
+    /// Keeps the keys for which `keep` (which may drop old versions, never the newest)
+    /// says so.
     fn retain(&mut self, mut keep: impl FnMut(&mut Vec<Version>) -> bool) {
-        let order = &mut self.order;
-        self.map.retain(|k, versions| {
+        let newest = &mut self.newest;
+        self.order.retain(|k, versions| {
             let kept = keep(versions);
             if !kept {
-                order.remove(k.as_ref());
+                newest.remove(k.as_ref());
             }
             kept
         });
     }
 }
 
-/// What a snapshot writes: the state as of one revision, without the ordered index
-/// (rebuilt on load) — the copy the writer makes for the snapshot thread is the cheaper.
+/// What a snapshot writes: the state as of one revision, without the newest-version
+/// table (rebuilt on load).
 pub(crate) struct Frozen {
-    pub keys: hashbrown::HashMap<Arc<str>, Vec<Version>>,
+    pub keys: BTreeMap<Arc<str>, Vec<Version>>,
     pub log: BTreeMap<Revision, Vec<Arc<str>>>,
     pub revision: Revision,
     pub compacted: Revision,
@@ -185,7 +199,7 @@ impl Mem {
     /// A copy for a snapshot (values are shared, not copied).
     pub(crate) fn freeze(&self) -> Frozen {
         Frozen {
-            keys: self.keys.map.clone(),
+            keys: self.keys.order.clone(),
             log: self.log.clone(),
             revision: self.revision,
             compacted: self.compacted,
@@ -196,12 +210,16 @@ impl Mem {
 
     /// The key's live value now (the writer's view, durable or not).
     pub(crate) fn live(&self, key: &str) -> Option<(Revision, &Arc<Value>)> {
-        let v = self.keys.get(key)?.last()?;
+        let v = self.keys.newest(key)?;
         v.value.as_ref().map(|val| (v.revision, val))
     }
 
     pub(crate) fn get(&self, key: &str, at: Revision) -> Option<KeyValue> {
-        let v = version_at(self.keys.get(key)?, at)?;
+        let v = match self.keys.newest(key)? {
+            // Reads at the current revision need no walk through the history.
+            v if v.revision <= at => v,
+            _ => version_at(self.keys.get(key)?, at)?,
+        };
         v.value.as_ref().map(|val| kv(key, v.revision, val))
     }
 

@@ -42,14 +42,14 @@ pub struct ScheduleArgs {
     #[arg(long, default_value_t = 0)]
     inject_conflicts: usize,
     /// Store transactions in flight at once (the ceiling is measured the same way).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     in_flight: usize,
     /// Seed of the node walk order.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Whole measurements (ceiling, then placement), each on fresh stores; the report
     /// is the median round by P.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
 }
 
