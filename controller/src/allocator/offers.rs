@@ -724,6 +724,15 @@ mod tests {
     }
 
     /// (node, cpus, memMiB) of every offer made.
+    /// A Quota amount of cpus and memory.
+    fn cpus_mem(cpus: f64, mem_mib: i64) -> Resources {
+        Resources {
+            cpus: Some(cpus),
+            mem_mib: Some(mem_mib),
+            ..Default::default()
+        }
+    }
+
     fn offered_amounts(events: &[BookEvent]) -> Vec<(String, f64, i64)> {
         events
             .iter()
@@ -762,11 +771,7 @@ mod tests {
         w.policies.insert(
             "capped".into(),
             RolePolicy {
-                limit: Resources {
-                    cpus: Some(3.0),
-                    mem_mib: Some(5000),
-                    ..Default::default()
-                },
+                limit: cpus_mem(3.0, 5000),
                 ..Default::default()
             },
         );
@@ -818,11 +823,7 @@ mod tests {
         w.policies.insert(
             "prod".into(),
             RolePolicy {
-                guarantee: Resources {
-                    cpus: Some(3.0),
-                    mem_mib: Some(1024),
-                    ..Default::default()
-                },
+                guarantee: cpus_mem(3.0, 1024),
                 ..Default::default()
             },
         );
