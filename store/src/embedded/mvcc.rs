@@ -22,6 +22,10 @@ pub(crate) struct Value {
     pub data: Vec<u8>,
 }
 
+/// A key's retained versions, oldest first: most keys have one, kept inline (no
+/// allocation of its own, nothing to allocate when a snapshot copies it).
+pub(crate) type Versions = smallvec::SmallVec<[Version; 1]>;
+
 /// A key at one revision: a value, or a tombstone (`None`).
 #[derive(Clone, Debug)]
 pub(crate) struct Version {
@@ -70,13 +74,13 @@ pub(crate) enum Mutation {
 /// one probe. Both share one allocation per key.
 #[derive(Clone, Default)]
 pub(crate) struct Keys {
-    order: BTreeMap<Arc<str>, Vec<Version>>,
+    order: BTreeMap<Arc<str>, Versions>,
     newest: hashbrown::HashMap<Arc<str>, Version>,
 }
 
 impl Keys {
     /// Every retained version of `key`, oldest first.
-    pub(crate) fn get(&self, key: &str) -> Option<&Vec<Version>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Versions> {
         self.order.get(key)
     }
 
@@ -103,7 +107,7 @@ impl Keys {
         }
         let k: Arc<str> = Arc::from(key);
         self.newest.insert(k.clone(), version.clone());
-        self.order.insert(k.clone(), vec![version]);
+        self.order.insert(k.clone(), smallvec::smallvec![version]);
         k
     }
 
@@ -111,14 +115,14 @@ impl Keys {
     fn range_from<'a>(
         &'a self,
         start: &str,
-    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Vec<Version>)> + 'a {
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Versions)> + 'a {
         self.order
             .range::<str, _>((Bound::Included(start), Bound::Unbounded))
     }
 
     /// Keys as a snapshot loads them (any order: the map sorts them, in O(n) when
     /// sorted already).
-    pub(crate) fn from_entries(entries: Vec<(Arc<str>, Vec<Version>)>) -> Keys {
+    pub(crate) fn from_entries(entries: Vec<(Arc<str>, Versions)>) -> Keys {
         let mut newest = hashbrown::HashMap::with_capacity(entries.len());
         for (k, versions) in &entries {
             if let Some(v) = versions.last() {
@@ -133,7 +137,7 @@ impl Keys {
 
     /// Keeps the keys for which `keep` (which may drop old versions, never the newest)
     /// says so.
-    fn retain(&mut self, mut keep: impl FnMut(&mut Vec<Version>) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(&mut Versions) -> bool) {
         let newest = &mut self.newest;
         self.order.retain(|k, versions| {
             let kept = keep(versions);
@@ -148,7 +152,7 @@ impl Keys {
 /// What a snapshot writes: the state as of one revision, without the newest-version
 /// table (rebuilt on load).
 pub(crate) struct Frozen {
-    pub keys: BTreeMap<Arc<str>, Vec<Version>>,
+    pub keys: BTreeMap<Arc<str>, Versions>,
     pub log: BTreeMap<Revision, Vec<Arc<str>>>,
     pub revision: Revision,
     pub compacted: Revision,

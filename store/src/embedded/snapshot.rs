@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::embedded::codec::{Dec, DecodeResult, Enc};
-use crate::embedded::mvcc::{Frozen, Keys, Mem, Value, Version};
+use crate::embedded::mvcc::{Frozen, Keys, Mem, Value, Version, Versions};
 use crate::embedded::wal::sync_dir;
 use crate::error::{StoreError, StoreResult};
 
@@ -125,7 +125,7 @@ fn decode(body: &[u8]) -> DecodeResult<(Mem, u64)> {
     for _ in 0..nkeys {
         let key: Arc<str> = Arc::from(d.string()?);
         let n = d.u32()? as usize;
-        let mut versions = Vec::with_capacity(n.min(1024));
+        let mut versions = Versions::with_capacity(n.min(1024));
         for _ in 0..n {
             let revision = d.i64()?;
             let value = match d.u8()? {
