@@ -148,22 +148,40 @@ impl Reserved {
         }
     }
 
-    /// What `role` may take of `free`: `free` less the other roles' unmet guarantees
-    /// (negative where they are owed more than is free).
+    /// What `role` may take of `free`, per dimension: what the other roles' unmet
+    /// guarantees leave, and at least its own unmet part (as far as it is free) — so two
+    /// guaranteed roles owed more than the cluster holds do not hold each other off;
+    /// never negative, so a guarantee of one dimension never blocks a demand of none.
     pub fn available_to(&self, role: &str, free: &Amounts) -> Amounts {
-        let mut aside = Amounts::default();
+        let mut others = Amounts::default();
         for (_, u) in self.unmet.iter().filter(|(r, _)| r.as_str() != role) {
-            aside.add(u);
+            others.add(u);
         }
-        free.minus(&aside)
+        let own = self.unmet.get(role).copied().unwrap_or_default();
+        Amounts {
+            cpus: (free.cpus - others.cpus).max(own.cpus.min(free.cpus)),
+            mem_mib: (free.mem_mib - others.mem_mib).max(own.mem_mib.min(free.mem_mib)),
+            disk_mib: (free.disk_mib - others.disk_mib).max(own.disk_mib.min(free.disk_mib)),
+            gpus: (free.gpus - others.gpus).max(own.gpus.min(free.gpus)),
+        }
+        .at_least_zero()
     }
 
-    /// The roles other than `role` that have something set aside.
-    pub fn holders_besides(&self, role: &str) -> Vec<String> {
+    /// The roles other than `role` with something set aside in `dimension` (an API
+    /// name, as [`Amounts::shortfall`] gives).
+    pub fn holders_besides(&self, role: &str, dimension: &str) -> Vec<String> {
         self.unmet
-            .keys()
-            .filter(|r| r.as_str() != role)
-            .cloned()
+            .iter()
+            .filter(|(r, u)| {
+                r.as_str() != role
+                    && match dimension {
+                        "cpus" => u.cpus > 1e-9,
+                        "memMiB" => u.mem_mib > 0,
+                        "diskMiB" => u.disk_mib > 0,
+                        _ => u.gpus > 0,
+                    }
+            })
+            .map(|(r, _)| r.clone())
             .collect()
     }
 }
@@ -308,21 +326,25 @@ pub fn fill<K>(cluster: &Cluster, demands: &[Demand<K>]) -> Vec<Grant> {
         .map(|(i, d)| {
             let held = (left[i] > 0).then(|| {
                 let role = &roles[index[d.role.as_str()]];
-                let set_aside = free.shortfall(&d.each).is_none()
-                    && reserved
-                        .available_to(&role.name, &free)
-                        .shortfall(&d.each)
-                        .is_some();
-                match over_limit(&role.policy.limit, &role.used, &d.each) {
-                    Some((resource, limit)) => Held::Limit {
+                // Fits in what is free, not in what the others' guarantees leave.
+                let set_aside = free
+                    .shortfall(&d.each)
+                    .is_none()
+                    .then(|| reserved.available_to(&role.name, &free).shortfall(&d.each))
+                    .flatten();
+                match (
+                    over_limit(&role.policy.limit, &role.used, &d.each),
+                    set_aside,
+                ) {
+                    (Some((resource, limit)), _) => Held::Limit {
                         role: d.role.clone(),
                         resource,
                         limit,
                     },
-                    None if set_aside => Held::Reserved {
-                        roles: reserved.holders_besides(&role.name),
+                    (None, Some(dimension)) => Held::Reserved {
+                        roles: reserved.holders_besides(&role.name, dimension),
                     },
-                    None => Held::FairShare {
+                    (None, None) => Held::FairShare {
                         role: d.role.clone(),
                     },
                 }
@@ -511,6 +533,73 @@ mod tests {
             ],
         );
         assert_eq!((grants[0].granted, grants[1].granted), (6, 3));
+    }
+
+    /// Two roles guaranteed more than the cluster holds do not hold each other off: each
+    /// may take its own unmet part, and DRF among them shares the cluster.
+    #[test]
+    fn guarantees_beyond_the_cluster_still_fill_it() {
+        let mut cluster = empty(amounts(8.0, 8192));
+        for role in ["a", "b"] {
+            cluster.policies.insert(
+                role.into(),
+                RolePolicy {
+                    guarantee: Resources {
+                        cpus: Some(6.0),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            );
+        }
+        let grants = fill(
+            &cluster,
+            &[demand("a", "a", 1.0, 0, 100), demand("b", "b", 1.0, 0, 100)],
+        );
+        assert_eq!((grants[0].granted, grants[1].granted), (4, 4));
+    }
+
+    /// A guarantee of one dimension (gpus, none free) does not block demand that asks
+    /// for none of it; a hold names only the roles owed the dimension that is short.
+    #[test]
+    fn a_guarantee_blocks_only_its_own_dimensions() {
+        let mut cluster = empty(amounts(4.0, 4096));
+        cluster.policies.insert(
+            "ml".into(),
+            RolePolicy {
+                guarantee: Resources {
+                    gpus: Some(4),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        cluster.policies.insert(
+            "db".into(),
+            RolePolicy {
+                guarantee: Resources {
+                    mem_mib: Some(2048),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let grants = fill(
+            &cluster,
+            &[
+                demand("cpu", "web", 1.0, 0, 3),
+                demand("mem", "cache", 0.0, 1024, 10),
+            ],
+        );
+        assert_eq!(grants[0].granted, 3);
+        assert_eq!(grants[0].held, None);
+        assert_eq!(grants[1].granted, 2);
+        assert_eq!(
+            grants[1].held,
+            Some(Held::Reserved {
+                roles: vec!["db".into()]
+            })
+        );
     }
 
     /// A limit caps the role; the others get the rest; the reason names the dimension.

@@ -723,7 +723,6 @@ mod tests {
             .collect()
     }
 
-    /// (node, cpus, memMiB) of every offer made.
     /// A Quota amount of cpus and memory.
     fn cpus_mem(cpus: f64, mem_mib: i64) -> Resources {
         Resources {
@@ -733,6 +732,7 @@ mod tests {
         }
     }
 
+    /// (node, cpus, memMiB) of every offer made.
     fn offered_amounts(events: &[BookEvent]) -> Vec<(String, f64, i64)> {
         events
             .iter()

@@ -94,7 +94,8 @@ pub(crate) struct Writer {
     /// Set when the WAL could not be written: the store refuses writes from then on
     /// (after a failed fsync the page cache cannot be trusted), reads go on.
     failed: Option<String>,
-    /// Group commits that wrote the WAL (one fsync each), and the requests they held.
+    /// Group commits that wrote the WAL (one fsync each), and the requests they held
+    /// (read-only and failed-compare transactions among them).
     syncs: u64,
     synced_requests: u64,
 }
@@ -230,8 +231,6 @@ impl Writer {
             mem.revision
         };
         if !g.mutations.is_empty() {
-            self.syncs += 1;
-            self.synced_requests += g.answers.len() as u64;
             if let Err(e) = self.wal.append(&g.mutations) {
                 let msg = format!("the write-ahead log could not be written ({e}); the store refuses writes until it is reopened");
                 tracing::error!(error = %e, "embedded store WAL append failed");
@@ -241,6 +240,8 @@ impl Writer {
                 self.failed = Some(msg);
                 return;
             }
+            self.syncs += 1;
+            self.synced_requests += g.answers.len() as u64;
         }
         // Durable: make it visible.
         let published = Published {
