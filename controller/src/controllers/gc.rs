@@ -11,18 +11,23 @@
 //! (`apiserver::deletion`). An object whose last finalizer goes while it has a
 //! deletionTimestamp is deleted. Deleted Tasks are killed by their agent.
 //!
-//! Apps are read from the apps controller's cache, not listed from the store every
-//! pass; the cache only ever keeps a dependent (a positive match): an owner it lacks,
-//! or holds with another uid, is read from the store before anything is deleted.
+//! Owners (Apps, Jobs, JobRuns, Frameworks) are read from caches, not listed from the
+//! store every pass; a cache only ever keeps a dependent (a positive match): an owner
+//! it lacks, or holds with another uid, is read from the store before anything is
+//! deleted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use drover_api::kinds::app::App;
+use drover_api::kinds::framework::Framework;
+use drover_api::kinds::job::Job;
+use drover_api::kinds::job_run::JobRun;
 use drover_api::kinds::task::Task;
+use drover_api::meta::ObjectMeta;
 use drover_api::{find_kind, DroverKind, KindInfo};
-use drover_store::{ListOptions, Store, StoreError};
+use drover_store::{Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::apiserver::objects::{key, now_rfc3339, to_stored};
@@ -30,10 +35,23 @@ use crate::runtime::reflector::Reader;
 
 pub use crate::apiserver::deletion::{FOREGROUND, ORPHAN};
 
-/// Kinds that own Tasks.
-const OWNER_KINDS: &[&str] = &["App", "JobRun", "Job", "Framework"];
-/// The owner kind read from a cache instead of the store.
-const CACHED_KIND: &str = App::KIND;
+/// Caches of the kinds that own Tasks.
+#[derive(Clone)]
+pub struct Owners {
+    pub apps: Reader<App>,
+    pub jobs: Reader<Job>,
+    pub job_runs: Reader<JobRun>,
+    pub frameworks: Reader<Framework>,
+}
+
+impl Owners {
+    async fn wait_until_ready(&self) {
+        self.apps.wait_until_ready().await;
+        self.jobs.wait_until_ready().await;
+        self.job_runs.wait_until_ready().await;
+        self.frameworks.wait_until_ready().await;
+    }
+}
 
 /// An owner as this pass saw it.
 #[derive(Clone, Debug)]
@@ -64,22 +82,22 @@ impl Owner {
         }
     }
 
-    /// The cached App stored at `key`.
-    fn from_app(key: String, app: &App) -> Owner {
+    /// A cached owner stored at `key`.
+    fn from_meta(key: String, meta: &ObjectMeta) -> Owner {
         Owner {
             key,
-            uid: app.metadata.uid.clone().unwrap_or_default(),
-            deleting: app.metadata.deletion_timestamp.is_some(),
-            finalizers: app.metadata.finalizers.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            deleting: meta.deletion_timestamp.is_some(),
+            finalizers: meta.finalizers.clone().unwrap_or_default(),
         }
     }
 }
 
-/// Runs forever, one pass a second, once the App cache has its first list.
-pub async fn run(store: Arc<dyn Store>, tasks: Reader<Task>, apps: Reader<App>) {
-    apps.wait_until_ready().await;
+/// Runs forever, one pass a second, once the owner caches have their first lists.
+pub async fn run(store: Arc<dyn Store>, tasks: Reader<Task>, owners: Owners) {
+    owners.wait_until_ready().await;
     loop {
-        if let Err(error) = pass(&store, &tasks, &apps).await {
+        if let Err(error) = pass(&store, &tasks, &owners).await {
             tracing::warn!(%error, "garbage collection pass failed; retrying");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -92,32 +110,26 @@ fn str_of<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-/// Every object of the owner kinds, by store key: Apps from `apps`, the other kinds
-/// (few, and without a shared cache) listed from the store.
-async fn owners(
-    store: &Arc<dyn Store>,
-    apps: &Reader<App>,
-) -> Result<HashMap<String, Owner>, StoreError> {
+/// Every object of the owner kinds, by store key, from their caches.
+fn owners(caches: &Owners) -> HashMap<String, Owner> {
     let mut out = HashMap::new();
-    if let Some(info) = find_kind(CACHED_KIND) {
-        for app in apps.list() {
-            let name = app.metadata.name.as_deref().unwrap_or_default();
-            let k = key(info, app.metadata.namespace.as_deref(), name);
-            out.insert(k.clone(), Owner::from_app(k, &app));
-        }
+    add_cached(&mut out, &caches.apps);
+    add_cached(&mut out, &caches.jobs);
+    add_cached(&mut out, &caches.job_runs);
+    add_cached(&mut out, &caches.frameworks);
+    out
+}
+
+fn add_cached<K: DroverKind>(out: &mut HashMap<String, Owner>, cache: &Reader<K>) {
+    let Some(info) = find_kind(K::KIND) else {
+        return;
+    };
+    for o in cache.list() {
+        let meta = o.metadata();
+        let name = meta.name.as_deref().unwrap_or_default();
+        let k = key(info, meta.namespace.as_deref(), name);
+        out.insert(k.clone(), Owner::from_meta(k, meta));
     }
-    let listed = OWNER_KINDS.iter().filter(|k| **k != CACHED_KIND);
-    for info in listed.filter_map(|k| find_kind(k)) {
-        let prefix = crate::runtime::watcher::prefix(info);
-        let page = store.list(&prefix, ListOptions::default()).await?;
-        for kv in page.items {
-            let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
-                continue;
-            };
-            out.insert(kv.key.clone(), Owner::from_object(kv.key, &v));
-        }
-    }
-    Ok(out)
 }
 
 /// The store key an owner reference of a dependent in `namespace` points at.
@@ -142,12 +154,12 @@ enum Verdict {
 async fn pass(
     store: &Arc<dyn Store>,
     tasks: &Reader<Task>,
-    apps: &Reader<App>,
+    caches: &Owners,
 ) -> Result<(), StoreError> {
     let Some(task_info) = find_kind("Task") else {
         return Ok(());
     };
-    let owners = owners(store, apps).await?;
+    let owners = owners(caches);
     // Owner uids some dependent still points at.
     let mut referenced: HashSet<String> = HashSet::new();
     for t in tasks.list() {
@@ -392,11 +404,24 @@ mod tests {
         r
     }
 
+    /// Owner caches holding `apps` and no other owner.
+    fn apps_only(apps: Vec<App>) -> Owners {
+        Owners {
+            apps: cache_of(apps),
+            jobs: cache_of(Vec::new()),
+            job_runs: cache_of(Vec::new()),
+            frameworks: cache_of(Vec::new()),
+        }
+    }
+
     /// One pass with caches as fresh as the store.
     async fn pass_now(s: &Arc<dyn Store>) {
         let tasks = cache::<Task>(s, TASK_KEY).await;
-        let apps = cache::<App>(s, APP_KEY).await;
-        pass(s, &tasks, &apps).await.expect("pass");
+        let owners = Owners {
+            apps: cache::<App>(s, APP_KEY).await,
+            ..apps_only(Vec::new())
+        };
+        pass(s, &tasks, &owners).await.expect("pass");
     }
 
     #[tokio::test]
@@ -442,6 +467,36 @@ mod tests {
         assert_eq!(a["metadata"]["finalizers"], json!(["example.com/hold"]));
     }
 
+    /// A Framework's Task is kept while the Framework cache holds it — nothing listed
+    /// from the store — and collected once the Framework is gone from cache and store.
+    #[tokio::test]
+    async fn a_frameworks_tasks_go_with_it() {
+        let (_d, s) = store();
+        let mut t = task();
+        t["metadata"]["ownerReferences"] = json!([{"apiVersion": "drover.dev/v1alpha1",
+            "kind": "Framework", "name": "fw", "uid": "f1", "controller": true}]);
+        put(&s, TASK_KEY, t).await;
+        let tasks = cache::<Task>(&s, TASK_KEY).await;
+        let fw: Framework = serde_json::from_value(json!({
+            "apiVersion": "drover.dev/v1alpha1", "kind": "Framework",
+            "metadata": {"name": "fw", "uid": "f1"}, "spec": {},
+        }))
+        .expect("a Framework");
+        let with = Owners {
+            frameworks: cache_of(vec![fw]),
+            ..apps_only(Vec::new())
+        };
+        pass(&s, &tasks, &with).await.expect("pass");
+        assert!(
+            get(&s, TASK_KEY).await.is_some(),
+            "the cached Framework keeps it"
+        );
+        pass(&s, &tasks, &apps_only(Vec::new()))
+            .await
+            .expect("pass");
+        assert!(get(&s, TASK_KEY).await.is_none(), "Framework gone");
+    }
+
     #[tokio::test]
     async fn owners_come_from_the_app_cache_and_the_store_only_confirms() {
         let (_d, s) = store();
@@ -450,7 +505,7 @@ mod tests {
         // The cache knows the App though the store does not (yet): the task stays, so
         // gc went by the cache and did not list Apps from the store.
         let tasks = cache::<Task>(&s, TASK_KEY).await;
-        pass(&s, &tasks, &cache_of(vec![owner.clone()]))
+        pass(&s, &tasks, &apps_only(vec![owner.clone()]))
             .await
             .expect("pass");
         assert!(
@@ -460,19 +515,19 @@ mod tests {
         // A cache that lags behind the store (the owner is not in it, or with an older
         // uid): the store is asked before anything is deleted.
         put(&s, APP_KEY, app(&[], false)).await;
-        pass(&s, &tasks, &cache_of(Vec::<App>::new()))
+        pass(&s, &tasks, &apps_only(Vec::new()))
             .await
             .expect("pass");
         assert!(get(&s, TASK_KEY).await.is_some(), "owner not cached yet");
         let mut older = owner;
         older.metadata.uid = Some("a0".into());
-        pass(&s, &tasks, &cache_of(vec![older]))
+        pass(&s, &tasks, &apps_only(vec![older]))
             .await
             .expect("pass");
         assert!(get(&s, TASK_KEY).await.is_some(), "an older uid cached");
         // Gone from both: collected.
         s.delete(APP_KEY, None).await.expect("delete the App");
-        pass(&s, &tasks, &cache_of(Vec::<App>::new()))
+        pass(&s, &tasks, &apps_only(Vec::new()))
             .await
             .expect("pass");
         assert!(get(&s, TASK_KEY).await.is_none(), "owner gone");

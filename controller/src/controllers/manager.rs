@@ -99,10 +99,20 @@ pub async fn run_with(
     // Garbage collection by ownerReferences (replaces `apps::collect_orphans`, which
     // went by name and so could not leave orphaned Tasks behind).
     // Apps come from the apps controller's cache (ready once the controller runs).
+    let (jobs, jobs_cache) = reflector::spawn_cache::<drover_api::kinds::job::Job>(store.clone());
+    let (job_runs, job_runs_cache) =
+        reflector::spawn_cache::<drover_api::kinds::job_run::JobRun>(store.clone());
+    let (frameworks, frameworks_cache) =
+        reflector::spawn_cache::<drover_api::kinds::framework::Framework>(store.clone());
     let gc = tokio::spawn(crate::controllers::gc::run(
         store.clone(),
         tasks.clone(),
-        controller.reader(),
+        crate::controllers::gc::Owners {
+            apps: controller.reader(),
+            jobs,
+            job_runs,
+            frameworks: frameworks.clone(),
+        },
     ));
     let nodes_controller = tokio::spawn(crate::controllers::nodes::run(
         store.clone(),
@@ -121,12 +131,15 @@ pub async fn run_with(
         None => reflector::<drover_api::kinds::quota::Quota>().1,
     };
     // The external-framework API (offers), if this process was given one to serve;
-    // Quota limits bound what its roles are offered.
+    // Quota guarantees and limits bound what its roles are offered.
     let scheduler_api = crate::framework::spawn_if_configured(
         store.clone(),
-        nodes.clone(),
-        tasks.clone(),
-        quotas.clone(),
+        crate::framework::Caches {
+            nodes: nodes.clone(),
+            tasks: tasks.clone(),
+            quotas: quotas.clone(),
+            frameworks,
+        },
         framework_events,
     );
     let quota_run = quota_controller.map(|c| {
@@ -164,6 +177,12 @@ pub async fn run_with(
         c.abort();
     }
     node_cache.abort();
+    for c in [jobs_cache, job_runs_cache, frameworks_cache]
+        .into_iter()
+        .flatten()
+    {
+        c.abort();
+    }
     gc.abort();
     nodes_controller.abort();
     if let Some(s) = scheduler_api {

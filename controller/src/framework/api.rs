@@ -25,6 +25,7 @@ use super::{framework_of, update_framework_status, Shared, Subscription};
 use crate::allocator::offers::{ClusterView, LaunchAsk, DEFAULT_REFUSE};
 use crate::allocator::Amounts;
 use crate::apiserver::objects::{key, new_uid, now_rfc3339, stamp_created, to_stored};
+use crate::runtime::object::ObjectKey;
 
 pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
 /// Label on every Task a framework launched: the framework's name.
@@ -719,10 +720,24 @@ pub(crate) async fn failover_loop(shared: Arc<Shared>) {
             .map(|(n, t)| (n.clone(), *t))
             .collect();
         for (name, since) in waiting {
-            let timeout = match shared.store.get(&key(info, None, &name)).await {
-                Ok(Some(kv)) => serde_json::from_slice::<Framework>(&kv.value)
-                    .ok()
-                    .and_then(|f| f.spec.failover_timeout_seconds),
+            // From the Framework cache; the store is asked only when the cache does not
+            // hold it (just created, or gone).
+            let cached = shared.frameworks.get(&ObjectKey {
+                namespace: None,
+                name: name.clone(),
+            });
+            let stored = match cached {
+                Some(f) => Ok(Some(f.spec.failover_timeout_seconds)),
+                None => shared.store.get(&key(info, None, &name)).await.map(|kv| {
+                    kv.map(|kv| {
+                        serde_json::from_slice::<Framework>(&kv.value)
+                            .ok()
+                            .and_then(|f| f.spec.failover_timeout_seconds)
+                    })
+                }),
+            };
+            let timeout = match stored {
+                Ok(Some(timeout)) => timeout,
                 Ok(None) => {
                     // The Framework is gone (its tasks go with it, by ownerReference).
                     forget(&shared, &name, since);

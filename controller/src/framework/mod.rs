@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::allocator::level1::RolePolicy;
+use drover_api::kinds::framework::Framework;
 use drover_api::kinds::node::Node;
 use drover_api::kinds::quota::Quota;
 use drover_api::kinds::task::{OwnerKind, Task, TaskPhase};
@@ -23,6 +23,7 @@ use drover_store::{Store, StoreError};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::allocator::level1::RolePolicy;
 use crate::allocator::offers::{BookEvent, ClusterView, OfferBook};
 use crate::allocator::{Amounts, Inventory, NodeState};
 use crate::runtime::reflector::Reader;
@@ -110,13 +111,21 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// The controller manager's caches the scheduler API reads.
+pub struct Caches {
+    pub nodes: Reader<Node>,
+    pub tasks: Reader<Task>,
+    /// Quota guarantees and limits bound what a role is offered.
+    pub quotas: Reader<Quota>,
+    /// Framework objects (their failover timeouts).
+    pub frameworks: Reader<Framework>,
+}
+
 /// Called by the controller manager once it leads: serves the API if configured. The
 /// returned task stops everything (streams included) when aborted.
 pub fn spawn_if_configured(
     store: Arc<dyn Store>,
-    nodes: Reader<Node>,
-    tasks: Reader<Task>,
-    quotas: Reader<Quota>,
+    caches: Caches,
     task_events: Option<TaskEvents>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let config = CONFIG.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
@@ -138,9 +147,7 @@ pub fn spawn_if_configured(
     };
     Some(tokio::spawn(serve(
         store,
-        nodes,
-        tasks,
-        quotas,
+        caches,
         task_events,
         config,
         listener,
@@ -185,8 +192,10 @@ pub(crate) struct Shared {
     pub store: Arc<dyn Store>,
     pub nodes: Reader<Node>,
     pub tasks: Reader<Task>,
-    /// Quota limits bound what a role is offered.
+    /// Quota guarantees and limits bound what a role is offered.
     pub quotas: Reader<Quota>,
+    /// Framework objects (their failover timeouts).
+    pub frameworks: Reader<Framework>,
     pub book: Mutex<OfferBook>,
     pub subs: Mutex<HashMap<String, Subscription>>,
     /// Frameworks not subscribed, since when (for `failoverTimeoutSeconds`).
@@ -223,20 +232,25 @@ impl Drop for StopOnDrop {
 
 async fn serve(
     store: Arc<dyn Store>,
-    nodes: Reader<Node>,
-    tasks: Reader<Task>,
-    quotas: Reader<Quota>,
+    caches: Caches,
     task_events: TaskEvents,
     config: Arc<SchedulerConfig>,
     listener: tokio::net::TcpListener,
 ) {
     let (stop_tx, stopped) = watch::channel(false);
     let _stop = StopOnDrop(stop_tx);
+    let Caches {
+        nodes,
+        tasks,
+        quotas,
+        frameworks,
+    } = caches;
     let shared = Arc::new(Shared {
         store: store.clone(),
         nodes,
         tasks: tasks.clone(),
         quotas,
+        frameworks,
         book: Mutex::new(OfferBook::new(config.offer_timeout)),
         subs: Mutex::new(HashMap::new()),
         disconnected: Mutex::new(HashMap::new()),

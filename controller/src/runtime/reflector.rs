@@ -103,6 +103,20 @@ impl<K: DroverKind> Reader<K> {
     }
 }
 
+/// A cache of kind `K` kept up to date from the store by a task of its own; when the
+/// kind is not registered, an empty cache that is ready at once (nothing to wait for).
+pub fn spawn_cache<K: DroverKind>(
+    store: std::sync::Arc<dyn drover_store::Store>,
+) -> (Reader<K>, Option<tokio::task::JoinHandle<()>>) {
+    let (mut writer, reader) = reflector::<K>();
+    let Some(info) = drover_api::find_kind(K::KIND) else {
+        writer.apply(&Event::Restarted(Vec::new()));
+        return (reader, None);
+    };
+    let task = tokio::spawn(run(store, info, writer, |_: &Event<K>| {}));
+    (reader, Some(task))
+}
+
 /// Keeps `writer` up to date from the store until the watcher ends (never, in
 /// practice), calling `on_event` after each event is applied.
 pub async fn run<K: DroverKind>(
