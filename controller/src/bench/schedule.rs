@@ -506,7 +506,7 @@ pub async fn run_with_ceiling(
 
     let mut conflicts_injected = 0;
     let mut commits = Vec::new();
-    while let Some(b) = batch_rx.recv().await {
+    while let Some(mut b) = batch_rx.recv().await {
         if conflicts_injected < opts.inject_conflicts {
             if let Some((node, _)) = b.guards.first() {
                 cordon(&store, &keys[*node as usize]).await?;
@@ -515,7 +515,7 @@ pub async fn run_with_ceiling(
         }
         // The transaction is built before waiting for room, as the ceiling's are: a
         // freed slot is filled at once and the writer finds as many in its next group.
-        let (txn, pending) = guarded_txn(&keys, b);
+        let txn = guarded_txn(&keys, &mut b);
         let permit = gate
             .clone()
             .acquire_owned()
@@ -523,7 +523,7 @@ pub async fn run_with_ceiling(
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         let (store, keys, feedback) = (store.clone(), keys.clone(), feedback_tx.clone());
         commits.push(tokio::spawn(async move {
-            let out = commit(&store, &keys, txn, pending, &feedback).await;
+            let out = commit(&store, &keys, txn, b, &feedback).await;
             drop(permit);
             out
         }));
@@ -693,36 +693,26 @@ enum Committed {
     Conflict(usize),
 }
 
-/// A batch's transaction: its Tasks if absent, guarded by the revisions its placements
-/// saw of their nodes; and what a conflict needs to place the batch again.
-fn guarded_txn(keys: &[String], b: Batch) -> (Txn, Pending) {
+/// A batch's transaction: its Tasks if absent (taken out of the batch), guarded by the
+/// revisions its placements saw of their nodes.
+fn guarded_txn(keys: &[String], b: &mut Batch) -> Txn {
     let mut txn = Txn::new();
     for (node, rev) in &b.guards {
         txn = txn.when(Compare::mod_revision(keys[*node as usize].clone(), *rev));
     }
-    for (k, v) in b.items {
+    for (k, v) in std::mem::take(&mut b.items) {
         txn = txn.when(Compare::absent(k.clone())).then(Op::put(k, v));
     }
-    let pending = Pending {
-        guards: b.guards,
-        placed: b.placed,
-    };
-    (txn, pending)
-}
-
-/// A batch handed to the store: its node guards and placements, for a retry.
-struct Pending {
-    guards: Vec<(u32, i64)>,
-    placed: Vec<Placed>,
+    txn
 }
 
 /// Commits one batch's transaction. On a conflict the nodes are read again and the
-/// batch goes back to the placement thread.
+/// batch (its guards and placements) goes back to the placement thread.
 async fn commit(
     store: &Arc<dyn Store>,
     keys: &[String],
     txn: Txn,
-    b: Pending,
+    b: Batch,
     feedback: &std_mpsc::Sender<Feedback>,
 ) -> Result<Committed, BenchError> {
     let n = b.placed.len();

@@ -54,15 +54,8 @@ pub async fn run_with(
         return;
     };
     let (task_writer, tasks) = reflector::<Task>();
-    let (constraint_writer, constraints) = reflector::<drover_api::kinds::constraint::Constraint>();
-    let constraint_cache = find_kind("Constraint").map(|info| {
-        tokio::spawn(reflector::run(
-            store.clone(),
-            info,
-            constraint_writer,
-            |_: &Event<drover_api::kinds::constraint::Constraint>| {},
-        ))
-    });
+    let (constraints, constraint_cache) =
+        reflector::spawn_cache::<drover_api::kinds::constraint::Constraint>(store.clone());
     let (node_writer, nodes) = reflector::<Node>();
     let controller = Controller::<App>::new(store.clone(), app_info).concurrency(8);
     let trigger = controller.trigger();
@@ -173,14 +166,14 @@ pub async fn run_with(
         _ = controller.run(apps::reconcile, apps::error_policy, ctx, std::future::pending::<()>()) => {}
     }
     task_cache.abort();
-    if let Some(c) = constraint_cache {
-        c.abort();
-    }
     node_cache.abort();
-    for c in [jobs_cache, job_runs_cache, frameworks_cache]
-        .into_iter()
-        .flatten()
-    {
+    let caches = [
+        constraint_cache,
+        jobs_cache,
+        job_runs_cache,
+        frameworks_cache,
+    ];
+    for c in caches.into_iter().flatten() {
         c.abort();
     }
     gc.abort();

@@ -726,27 +726,22 @@ pub(crate) async fn failover_loop(shared: Arc<Shared>) {
                 namespace: None,
                 name: name.clone(),
             });
-            let stored = match cached {
-                Some(f) => Ok(Some(f.spec.failover_timeout_seconds)),
-                None => shared.store.get(&key(info, None, &name)).await.map(|kv| {
-                    kv.map(|kv| {
-                        serde_json::from_slice::<Framework>(&kv.value)
-                            .ok()
-                            .and_then(|f| f.spec.failover_timeout_seconds)
-                    })
-                }),
-            };
-            let timeout = match stored {
-                Ok(Some(timeout)) => timeout,
-                Ok(None) => {
-                    // The Framework is gone (its tasks go with it, by ownerReference).
-                    forget(&shared, &name, since);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(framework = %name, error = %e, "failover: reading the Framework");
-                    continue;
-                }
+            let timeout = match cached {
+                Some(f) => f.spec.failover_timeout_seconds,
+                None => match shared.store.get(&key(info, None, &name)).await {
+                    Ok(Some(kv)) => serde_json::from_slice::<Framework>(&kv.value)
+                        .ok()
+                        .and_then(|f| f.spec.failover_timeout_seconds),
+                    Ok(None) => {
+                        // The Framework is gone (its tasks go with it, by ownerReference).
+                        forget(&shared, &name, since);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(framework = %name, error = %e, "failover: reading the Framework");
+                        continue;
+                    }
+                },
             };
             let Some(seconds) = timeout else { continue };
             if since.elapsed() < Duration::from_secs(seconds.max(0) as u64) {
